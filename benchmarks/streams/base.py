@@ -1,0 +1,297 @@
+"""Shared pieces of every stream: names, the StreamInfo contract, and session building.
+
+A stream is named ``dataset:B{base}-C{inc}`` with optional ``?key=value&...`` options
+(e.g. ``digits:B0-C2?data_seed=1``). Classes are re-indexed in arrival order, so column
+``j`` of every target is the ``j``-th class to arrive and the classes seen after a session
+are always a prefix ``0..n_seen-1``.
+
+Multi-label sessions follow the MLCIL protocol of KRT (Dong et al., ICCV 2023) and RebLL
+(arXiv:2408.12161): training session ``t`` holds every image that shows a class of session
+``t``, labelled only for those classes (task-level partial labels); test experience ``t``
+holds every test image that shows a seen class, with full labels over all classes (metrics
+restrict them to the seen prefix).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+from avalanche.benchmarks.utils import AvalancheDataset
+from avalanche.benchmarks.utils.transform_groups import TransformGroups
+from avalanche.benchmarks.utils.transforms import TupleTransform
+from torch.utils.data import Dataset
+
+
+class StreamError(ValueError):
+    """A stream request a user can fix: unknown name, bad protocol, missing data."""
+
+
+_PROTOCOL = re.compile(r"^B(\d+)-C(\d+)$")
+
+
+@dataclass(frozen=True)
+class StreamName:
+    """A parsed stream name: dataset, protocol (base, increment) and options."""
+
+    dataset: str
+    base: int
+    inc: int
+    options: dict = field(default_factory=dict)
+
+    @property
+    def protocol(self) -> str:
+        return f"B{self.base}-C{self.inc}"
+
+    def __str__(self) -> str:
+        opts = "&".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.dataset}:{self.protocol}" + (f"?{opts}" if opts else "")
+
+
+def parse_name(name: str) -> StreamName:
+    """Parse ``dataset:B{base}-C{inc}[?k=v&...]``; a bare ``dataset`` is an error."""
+    head, _, query = name.partition("?")
+    dataset, _, protocol = head.partition(":")
+    match = _PROTOCOL.match(protocol)
+    if not dataset or not match:
+        raise StreamError(
+            f"bad stream name {name!r}: expected dataset:B<base>-C<inc>[?key=value], "
+            "e.g. digits:B0-C2 or coco:B40-C10"
+        )
+    options = {}
+    for pair in filter(None, query.split("&")):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise StreamError(f"bad stream option {pair!r} in {name!r}: expected key=value")
+        options[key] = value
+    base, inc = int(match.group(1)), int(match.group(2))
+    if inc <= 0:
+        raise StreamError(f"bad protocol {protocol!r} in {name!r}: the increment must be >= 1")
+    return StreamName(dataset, base, inc, options)
+
+
+def session_splits(num_classes: int, base: int, inc: int) -> list[list[int]]:
+    """Class indices (arrival order) of each session for protocol B{base}-C{inc}."""
+    first = base or inc
+    if first > num_classes or (num_classes - first) % inc:
+        raise StreamError(
+            f"protocol B{base}-C{inc} does not divide {num_classes} classes: "
+            f"need base + k*inc == {num_classes}"
+        )
+    bounds = list(range(first, num_classes + 1, inc))
+    starts = [0] + bounds[:-1]
+    return [list(range(s, e)) for s, e in zip(starts, bounds)]
+
+
+@dataclass
+class StreamInfo:
+    """What a method and the report need to know about a stream.
+
+    ``class_names`` and ``class_counts`` are indexed in arrival order (model output order);
+    ``class_order`` gives, for each of those positions, the dataset's own class id.
+    ``class_counts`` are training images per class over the whole stream (the imbalance
+    profile); ``recipe`` is the stream's default training recipe.
+    """
+
+    name: str
+    label_mode: str  # "multi" or "single"
+    class_names: list[str]
+    class_order: list[int]
+    sessions: list[list[int]]
+    class_counts: list[int]
+    recipe: dict
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def seen_after(self, session: int) -> int:
+        """Number of classes seen once ``session`` has been trained."""
+        return self.sessions[session][-1] + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Rows(Dataset):
+    """Rows of a LabelledSet: (image, target, mask, session) with the raw image."""
+
+    def __init__(self, pool, index, targets, mask, session):
+        self.pool, self.index = pool, index
+        self.targets, self.mask, self.session = targets, mask, session
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i):
+        return self.pool[int(self.index[i])], self.targets[i], self.mask[i], self.session[i]
+
+
+class LabelledSet(AvalancheDataset):
+    """Samples of one image pool with their labels, as an Avalanche dataset.
+
+    ``__getitem__`` returns ``(image, target, mask, session)``: ``target`` is a float
+    multi-hot vector (multi-label) or a class index (single-label), ``mask`` marks the
+    labelled entries (an unlabelled entry is unknown, not negative) and ``session`` is the
+    session the sample was labelled in (memory samples keep theirs). The label tensors stay
+    addressable as attributes (``targets``, ``mask``, ``session``, ``index``), and subsets and
+    concatenations keep them, which Avalanche's DataAttribute cannot do for multi-hot rows.
+    """
+
+    def __init__(
+        self,
+        pool: Dataset,
+        index: torch.Tensor,
+        targets: torch.Tensor,
+        mask: torch.Tensor,
+        session: torch.Tensor,
+        transforms: Optional[dict[str, Callable]] = None,
+        group: str = "train",
+    ):
+        self.pool, self.index = pool, index.long()
+        self.targets, self.mask, self.session = targets, mask.bool(), session.long()
+        self.transforms = transforms or {}
+        groups = TransformGroups(
+            {name: TupleTransform([self.transforms.get(name)]) for name in ("train", "eval")},
+            current_group=group,
+        )
+        rows = _Rows(self.pool, self.index, self.targets, self.mask, self.session)
+        super().__init__([rows], transform_groups=groups)
+        self._flat_data = self._flat_data.with_transforms(group)  # Avalanche resets it
+
+    @property
+    def group(self) -> str:
+        return self._flat_data._transform_groups.current_group
+
+    def _rebuild(self, index, targets, mask, session) -> "LabelledSet":
+        return LabelledSet(self.pool, index, targets, mask, session, self.transforms, self.group)
+
+    def subset(self, indices: Sequence[int]) -> "LabelledSet":
+        i = torch.as_tensor(indices, dtype=torch.long)
+        return self._rebuild(self.index[i], self.targets[i], self.mask[i], self.session[i])
+
+    def concat(self, other: "LabelledSet") -> "LabelledSet":
+        if other.pool is not self.pool:
+            raise ValueError("only LabelledSets of the same image pool can be concatenated")
+        return self._rebuild(
+            torch.cat([self.index, other.index]),
+            torch.cat([self.targets, other.targets]),
+            torch.cat([self.mask, other.mask]),
+            torch.cat([self.session, other.session]),
+        )
+
+    def with_labels(self, targets: torch.Tensor, mask: torch.Tensor) -> "LabelledSet":
+        """The same samples with new targets and mask (e.g. full labels for joint training)."""
+        return self._rebuild(self.index, targets, mask, self.session)
+
+
+def multilabel_sets(
+    pool, labels: torch.Tensor, sessions: list[list[int]], transforms, training: bool
+) -> list[LabelledSet]:
+    """One LabelledSet per session from full multi-hot ``labels`` (N, C) over ``pool``.
+
+    Training sets: images showing a class of session t, labelled only for session t.
+    Test sets: images showing a class seen by session t, with full labels.
+    """
+    num_classes = labels.shape[1]
+    sets = []
+    for t, classes in enumerate(sessions):
+        block = torch.zeros(num_classes, dtype=torch.bool)
+        if training:
+            block[classes] = True
+        else:
+            block[: classes[-1] + 1] = True
+        rows = torch.nonzero(labels[:, block].any(1)).flatten()
+        if training:
+            targets, mask = labels[rows] * block, block.expand(len(rows), -1).clone()
+        else:
+            targets, mask = labels[rows].clone(), torch.ones(len(rows), num_classes, dtype=torch.bool)
+        session = torch.full((len(rows),), t, dtype=torch.long)
+        sets.append(LabelledSet(pool, rows, targets, mask, session, transforms,
+                                "train" if training else "eval"))
+    return sets
+
+
+def singlelabel_sets(
+    pool, labels: torch.Tensor, sessions: list[list[int]], transforms, training: bool
+) -> list[LabelledSet]:
+    """One LabelledSet per session from class indices ``labels`` (N,) over ``pool``.
+
+    Training sets hold the samples of session t's classes; test sets the samples of all
+    classes seen by session t. The mask marks the session's classes.
+    """
+    num_classes = sessions[-1][-1] + 1
+    sets = []
+    for t, classes in enumerate(sessions):
+        wanted = torch.tensor(classes) if training else torch.arange(classes[-1] + 1)
+        rows = torch.nonzero(torch.isin(labels, wanted)).flatten()
+        block = torch.zeros(num_classes, dtype=torch.bool)
+        block[classes] = True
+        mask = block.expand(len(rows), -1).clone()
+        session = torch.full((len(rows),), t, dtype=torch.long)
+        sets.append(LabelledSet(pool, rows, labels[rows].clone(), mask, session, transforms,
+                                "train" if training else "eval"))
+    return sets
+
+
+def cumulative_sets(train_sets: list[LabelledSet], full_labels: torch.Tensor,
+                    sessions: list[list[int]], label_mode: str) -> list[LabelledSet]:
+    """Joint-training data: for each session, all training samples seen so far.
+
+    Multi-label: each image once, with its full labels (``full_labels`` is indexed by pool
+    index) over the classes seen so far. Single-label: the union of the sessions' samples.
+    """
+    out = []
+    for t, current in enumerate(train_sets):
+        if t == 0 and label_mode == "single":
+            out.append(current)
+        elif label_mode == "single":
+            out.append(out[-1].concat(current))
+        else:
+            rows = torch.unique(torch.cat([s.index for s in train_sets[: t + 1]]))
+            seen = torch.zeros(full_labels.shape[1], dtype=torch.bool)
+            seen[: sessions[t][-1] + 1] = True
+            targets = full_labels[rows] * seen
+            mask = seen.expand(len(rows), -1).clone()
+            session = torch.full((len(rows),), t, dtype=torch.long)
+            out.append(current._rebuild(rows, targets, mask, session))
+    return out
+
+
+def make_benchmark(train_sets, test_sets, joint_sets, valid_sets=None):
+    """An Avalanche benchmark with ``train_stream``, ``test_stream``, ``joint_stream``
+    (cumulative training data for joint training) and, if given, ``valid_stream``."""
+    streams = dict(train=train_sets, test=test_sets, joint=joint_sets)
+    if valid_sets is not None:
+        streams["valid"] = valid_sets
+    return benchmark_from_datasets(**streams)
+
+
+def carve_validation(train_sets: list[LabelledSet], fraction: float, seed: int):
+    """Split ``fraction`` of each training session off as a validation set (seeded).
+
+    Returns (train_sets, valid_sets); the test split is never touched.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    kept, valid = [], []
+    for s in train_sets:
+        perm = torch.randperm(len(s), generator=gen)
+        n_val = int(round(fraction * len(s)))
+        valid.append(s.subset(perm[:n_val].sort().values).eval())
+        kept.append(s.subset(perm[n_val:].sort().values))
+    return kept, valid
+
+
+class TensorPool(Dataset):
+    """An image pool held in memory as one tensor (N, C, H, W)."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i]

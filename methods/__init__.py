@@ -1,0 +1,59 @@
+"""Methods: one file per named recipe, found on import.
+
+Three ways a method is found: a module in this package (imported by :func:`discover`), an
+installed package's entry point in the group ``imbacil.methods`` (its module registers on
+load), or a file passed to :func:`load_plugin` (``--plugin path/to/file.py``).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import pkgutil
+import sys
+from pathlib import Path
+
+from .registry import (Method, MethodError, check_label_mode, lookup, register,
+                       registered, resolve_hparams)
+
+ENTRY_POINT_GROUP = "imbacil.methods"
+_discovered = False
+
+
+def discover() -> dict[str, Method]:
+    """Import every method module here and every entry point; return the registry."""
+    global _discovered
+    if not _discovered:
+        for info in pkgutil.iter_modules(__path__):
+            if info.name != "registry":
+                importlib.import_module(f"{__name__}.{info.name}")
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            ep.load()
+        _discovered = True
+    return registered()
+
+
+def load_plugin(path: str) -> None:
+    """Import a method file by path so that its ``@register`` runs."""
+    file = Path(path)
+    if not file.is_file() or file.suffix != ".py":
+        raise MethodError(f"plugin {path!r} is not a Python file")
+    name = f"imbacil_plugin_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a broken plugin is the user's to fix: say which and why
+        del sys.modules[name]
+        raise MethodError(f"plugin {path!r} failed to load: {exc}") from exc
+
+
+def get(name: str) -> Method:
+    """The registered method ``name`` (discovering methods first)."""
+    discover()
+    return lookup(name)
+
+
+__all__ = ["ENTRY_POINT_GROUP", "Method", "MethodError", "check_label_mode", "discover",
+           "get", "load_plugin", "register", "resolve_hparams"]
