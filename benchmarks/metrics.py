@@ -144,7 +144,8 @@ def summarize(sessions: list[dict], label_mode: str) -> dict:
     Returns ``avg_<m>`` (mean over all sessions, base session included),
     ``last_<m>`` and ``last_{head,medium,tail}_<m>`` with ``m`` = mAP for
     multi-label (plus ``last_CF1``, ``last_OF1``) or acc for single-label, and
-    ``forgetting`` (see ``_forgetting``).
+    ``forgetting``: over classes seen before the final session, the mean of
+    (best earlier per-class value - final value); None for a single session.
     """
     metric = "mAP" if label_mode == "multi" else "acc"
     last = sessions[-1]

@@ -1,6 +1,7 @@
 """Methods: one file per named recipe, found on import.
 
-Three ways a method is found: a module in this package (imported by :func:`discover`), an
+Three ways a method is found: a module in this package whose name does not start with an
+underscore (imported by :func:`discover`), an
 installed package's entry point in the group ``imbacil.methods`` (its module registers on
 load), or a file passed to :func:`load_plugin` (``--plugin path/to/file.py``).
 """
@@ -13,23 +14,22 @@ import pkgutil
 import sys
 from pathlib import Path
 
-from .registry import (Method, MethodError, check_label_mode, lookup, register,
+from ._context import MethodContext
+from ._registry import (Method, MethodError, check_label_mode, lookup, register,
                        registered, resolve_hparams)
 
 ENTRY_POINT_GROUP = "imbacil.methods"
-_discovered = False
 
 
 def discover() -> dict[str, Method]:
-    """Import every method module here and every entry point; return the registry."""
-    global _discovered
-    if not _discovered:
-        for info in pkgutil.iter_modules(__path__):
-            if info.name != "registry":
-                importlib.import_module(f"{__name__}.{info.name}")
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            ep.load()
-        _discovered = True
+    """Import every method module here and every entry point; return the registry.
+
+    Modules already imported are not run again, so calling it twice is cheap."""
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
     return registered()
 
 
@@ -55,5 +55,5 @@ def get(name: str) -> Method:
     return lookup(name)
 
 
-__all__ = ["ENTRY_POINT_GROUP", "Method", "MethodError", "check_label_mode", "discover",
+__all__ = ["ENTRY_POINT_GROUP", "Method", "MethodContext", "MethodError", "check_label_mode", "discover",
            "get", "load_plugin", "register", "resolve_hparams"]

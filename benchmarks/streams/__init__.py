@@ -140,7 +140,7 @@ def build(name: str, data_root: Optional[str] = None, image_size: Optional[int] 
 
 
 # Registration happens on import of each dataset module.
-from . import digits  # noqa: E402,F401
+from . import cifar100lt, coco, digits, synthetic, voc  # noqa: E402,F401
 
 __all__ = ["BuiltStream", "LabelledSet", "StreamData", "StreamError", "StreamInfo",
            "build", "check", "datasets", "parse", "register", "session_splits"]

@@ -1,0 +1,106 @@
+"""One cell: a method on a stream with one seed, trained and evaluated session by session.
+
+``run_cell(spec) -> record`` seeds everything, builds the stream, the model and the method's
+strategy, trains on each session and evaluates on the seen classes after it, and returns a
+JSON-serialisable record. It never writes files and never raises for a failing cell: the
+record says ``status: failed`` with the reason.
+"""
+from __future__ import annotations
+
+import platform
+import random
+import time
+import traceback
+
+import avalanche
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import methods
+from benchmarks import models, streams
+from benchmarks.metrics import ScoreCollector, summarize
+from benchmarks.runner.spec import RunSpec
+
+# Recipe keys every stream may leave out.
+TRAIN_DEFAULTS = {"device": "auto", "pretrained": None, "eval_batch_size": 256}
+
+
+def resolve_train(recipe: dict, overrides: dict) -> dict:
+    """The stream's recipe with the spec's overrides; unknown keys are an error."""
+    base = {**TRAIN_DEFAULTS, **recipe}
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise ValueError(f"unknown training option(s) {', '.join(unknown)}; accepted: "
+                         + ", ".join(sorted(base)))
+    return {**base, **overrides}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def environment(device: torch.device) -> dict:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "avalanche": avalanche.__version__, "device": f"{device} ({name or 'cpu'})",
+            "threads": torch.get_num_threads()}
+
+
+def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
+    method = methods.get(spec.method)
+    hparams = methods.resolve_hparams(spec.method, spec.hparams)
+    seed_everything(spec.seed)
+    benchmark, info = streams.build(spec.stream, spec.data_root, spec.train.get("image_size"))
+    methods.check_label_mode(spec.method, info.label_mode)
+    train = resolve_train(info.recipe, spec.train)
+    device = resolve_device(train["device"])
+    record.update(env=environment(device), hparams=hparams, train=train,
+                  stream={k: getattr(info, k) for k in
+                          ("name", "label_mode", "class_names", "sessions", "class_counts")})
+    in_channels = benchmark.train_stream[0].dataset[0][0].shape[0]
+    seed_everything(spec.seed)
+    model = models.build(train["backbone"], info.num_classes, in_channels, train["pretrained"])
+    collector = ScoreCollector()
+    ctx = methods.MethodContext(model, info, hparams, train, benchmark, device, [collector])
+    strategy = method.build(ctx)
+    sessions = zip(benchmark.train_stream, benchmark.test_stream)
+    bar = tqdm(list(sessions), desc=f"{spec.method} {spec.stream} s{spec.seed}",
+               unit="session", disable=not progress, leave=False)
+    for train_exp, test_exp in bar:
+        start = time.perf_counter()
+        strategy.train(train_exp)
+        trained = time.perf_counter()
+        strategy.eval([test_exp])
+        metrics = dict(collector.last)
+        per_class = metrics.pop("per_class")
+        record["sessions"].append({
+            "session": strategy.session, "n_seen": strategy.n_seen,
+            "train_time_s": trained - start, "eval_time_s": time.perf_counter() - trained,
+            "train_loss": strategy.epoch_losses, "metrics": metrics, "per_class": per_class})
+    record["summary"] = summarize([dict(s["metrics"], per_class=s["per_class"])
+                                   for s in record["sessions"]], info.label_mode)
+
+
+def run_cell(spec: RunSpec, progress: bool = False) -> dict:
+    """Train and evaluate one cell; return its record (status ``done`` or ``failed``)."""
+    start = time.perf_counter()
+    record = {"id": spec.id, "spec": spec.to_dict(), "status": "failed", "error": None,
+              "traceback": None, "env": None, "stream": None, "hparams": None, "train": None,
+              "sessions": [], "summary": None}
+    try:
+        _train_and_evaluate(spec, record, progress)
+        record["status"] = "done"
+    except Exception as exc:  # a failing cell is recorded, and the grid goes on
+        record["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        record["traceback"] = traceback.format_exc()
+    record["wall_time_s"] = time.perf_counter() - start
+    return record

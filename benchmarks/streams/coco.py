@@ -1,0 +1,69 @@
+"""MS-COCO 2014 as a multi-label class-incremental stream (``coco``).
+
+Training images come from ``train2014``, evaluation images from ``val2014``, as in KRT
+(Dong et al., ICCV 2023) and RebLL. An image's labels are the categories of its non-crowd
+annotations (``iscrowd=1`` is ignored); an image with no such annotation is dropped.
+
+Class index: the categories of the training annotation file sorted alphabetically by name
+(airplane, apple, backpack, ...), the label order of the MLCIL papers' released code; it is
+also the published class order (``order=alphabetical``, the default). ``order=shuffled``
+permutes the classes with ``data_seed``. Stream names are validated against COCO's 80
+classes; the build uses the categories found in the file (so a protocol must divide
+their number).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from . import register
+from .images import MLCIL_RECIPE, Split, check_choice, locate, multilabel_stream
+
+SPLITS = ("train2014", "val2014")
+PARTS = [f"annotations/instances_{s}.json" for s in SPLITS] + list(SPLITS)
+LAYOUT = ("<data_root>/annotations/instances_{train,val}2014.json with images in "
+          "<data_root>/train2014/ and <data_root>/val2014/ (MS-COCO 2014)")
+ORDERS = ("alphabetical", "shuffled")
+
+
+def _load(root: Path, split: str) -> COCO:
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        return COCO(str(root / "annotations" / f"instances_{split}.json"))
+
+
+def _categories(coco: COCO) -> tuple[list[str], dict[int, int]]:
+    """Category names sorted alphabetically, and each COCO category id's index there."""
+    cats = sorted(coco.dataset["categories"], key=lambda c: c["name"])
+    return [c["name"] for c in cats], {c["id"]: i for i, c in enumerate(cats)}
+
+
+def _split(root: Path, split: str, coco: COCO, index: dict[int, int]) -> Split:
+    """Image paths (sorted by image id) and the (row, class) pairs of non-crowd annotations."""
+    image_ids = np.array(sorted(coco.imgs), dtype=np.int64)
+    anns = [a for a in coco.dataset["annotations"] if not a.get("iscrowd", 0)]
+    ann_images = np.array([a["image_id"] for a in anns], dtype=np.int64)
+    ann_classes = np.array([index[a["category_id"]] for a in anns], dtype=np.int64)
+    paths = [root / split / coco.imgs[i]["file_name"] for i in image_ids.tolist()]
+    return Split(paths, np.searchsorted(image_ids, ann_images), ann_classes)
+
+
+def check_coco(name, data_root):
+    check_choice("order", name.options["order"], ORDERS)
+    locate("coco", data_root, PARTS, LAYOUT)
+
+
+@register("coco", label_mode="multi", num_classes=80, protocols=["B0-C10", "B40-C10"],
+          options={"order": "alphabetical", "data_seed": 0}, check=check_coco,
+          description="MS-COCO 2014 multi-label (train2014 / val2014), pycocotools")
+def build_coco(name, data_root=None, image_size=None):
+    root = locate("coco", data_root, PARTS, LAYOUT)
+    train_coco, val_coco = _load(root, SPLITS[0]), _load(root, SPLITS[1])
+    class_names, index = _categories(train_coco)
+    train = _split(root, SPLITS[0], train_coco, index)
+    test = _split(root, SPLITS[1], val_coco, index)
+    return multilabel_stream(name, class_names, ORDERS[0], train, test,
+                             MLCIL_RECIPE, image_size)

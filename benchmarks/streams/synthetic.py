@@ -1,0 +1,81 @@
+"""A synthetic multi-label stream for scale tests (``synthetic``), generated on the fly.
+
+Class ``c`` (frequency rank ``c``) is present in an image with probability
+``0.5 * ratio^(-c/(C-1))``; an image with no class gets one drawn from those
+probabilities. Each class owns a fixed random 8x8 RGB template; an image is the sum of its
+classes' templates, each scaled by a random factor in [0.5, 1.5], upsampled to
+``size`` x ``size`` plus Gaussian noise. Images are generated on access from a generator
+seeded by ``data_seed``, the split and the index, so ``pool[i]`` is always the same image and
+memory stays flat; only the label matrix is held. Class order: a permutation seeded by
+``data_seed``. Any protocol that divides ``classes`` is valid.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+
+from . import StreamData, register
+from .base import StreamInfo, multilabel_sets, session_splits
+from .images import MLCIL_RECIPE, recipe
+
+TEMPLATE = 8
+RECIPE = dict(MLCIL_RECIPE, epochs=1, lr=1e-4, num_workers=4)
+
+
+class SyntheticPool(Dataset):
+    """Images of one split, generated deterministically per index from ``presence`` (N, C)
+    (dataset class ids) and the class ``templates`` (C, 3, 8, 8)."""
+
+    def __init__(self, presence: torch.Tensor, templates: torch.Tensor, size: int, seed: int,
+                 split: int):
+        self.presence, self.templates = presence, templates
+        self.size, self.seed, self.split = size, seed, split
+
+    def __len__(self):
+        return len(self.presence)
+
+    def __getitem__(self, i):
+        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + int(i)) * 2 + self.split)
+        present = torch.nonzero(self.presence[i]).flatten()
+        scale = 0.5 + torch.rand(len(present), 1, 1, 1, generator=gen)
+        pattern = (scale * self.templates[present]).sum(0, keepdim=True)
+        image = F.interpolate(pattern, size=(self.size, self.size), mode="bilinear",
+                              align_corners=False)[0]
+        return image + 0.5 * torch.randn(image.shape, generator=gen)
+
+
+def _presence(n: int, probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """(n, C) class presence drawn with ``probs``; empty rows get one class from ``probs``."""
+    presence = torch.rand(n, len(probs), generator=gen) < probs
+    fallback = torch.multinomial(probs, n, replacement=True, generator=gen)
+    empty = torch.nonzero(~presence.any(1)).flatten()
+    presence[empty, fallback[empty]] = True
+    return presence
+
+
+@register("synthetic", label_mode="multi", num_classes=lambda o: o["classes"],
+          protocols=["B0-C5", "B10-C5"],
+          options={"classes": 20, "size": 64, "train": 2000, "test": 500, "data_seed": 0,
+                   "ratio": 10.0},
+          description="generated long-tailed multi-label images for scale tests (offline)")
+def build_synthetic(name, data_root=None, image_size=None):
+    opts = name.options
+    num_classes, size, seed = opts["classes"], opts["size"], opts["data_seed"]
+    gen = torch.Generator().manual_seed(seed)
+    templates = torch.randn(num_classes, 3, TEMPLATE, TEMPLATE, generator=gen)
+    probs = 0.5 * opts["ratio"] ** (-torch.arange(num_classes) / max(num_classes - 1, 1))
+    p_train, p_test = _presence(opts["train"], probs, gen), _presence(opts["test"], probs, gen)
+    order = torch.randperm(num_classes, generator=gen)
+    y_train, y_test = p_train[:, order].float(), p_test[:, order].float()
+    sessions = session_splits(num_classes, name.base, name.inc)
+    cfg = recipe(dict(RECIPE, image_size=size), image_size)
+    resize = T.Resize((cfg["image_size"],) * 2)
+    tf = None if cfg["image_size"] == size else {"train": resize, "eval": resize}
+    info = StreamInfo(str(name), "multi", [str(int(c)) for c in order], order.tolist(),
+                      sessions, y_train.sum(0).long().tolist(), cfg)
+    train_pool = SyntheticPool(p_train, templates, size, seed, 0)
+    test_pool = SyntheticPool(p_test, templates, size, seed, 1)
+    return StreamData(info, multilabel_sets(train_pool, y_train, sessions, tf, True),
+                      multilabel_sets(test_pool, y_test, sessions, tf, False), y_train)

@@ -1,0 +1,9 @@
+"""Experience replay: the memory (size, budget mode and selection from the recipe, e.g.
+``--memory 20``) joins every session's training data, with its samples' own labels."""
+from ._registry import register
+
+
+@register("replay", label_modes={"multi", "single"})
+def build(ctx):
+    """Experience replay on a multi-label-aware memory."""
+    return ctx.template(plugins=[ctx.memory()])

@@ -1,0 +1,51 @@
+"""Learning without Forgetting (Li & Hoiem, ECCV 2016 / TPAMI 2018) as an Avalanche plugin.
+
+The loss adds ``alpha * L_old`` where L_old distils the previous session's model on the old
+classes (those seen before the current session):
+
+- single-label: Eq. (2) of the paper, knowledge distillation with temperature T,
+  ``T^2 * KL(softmax(z_prev / T) || softmax(z / T))`` over the old classes' logits (T = 2);
+- multi-label (adaptation, as in the MLCIL baselines of KRT): a sigmoid is the output of each
+  class, so the distillation target of each old class is the previous model's sigmoid
+  probability, and L_old is the binary cross-entropy to it, averaged over old classes.
+
+Avalanche ships an LwF plugin, but it tracks classes through integer targets
+(``classes_in_this_experience``), which multi-hot streams do not have.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from avalanche.core import SupervisedPlugin
+
+
+def kd_loss(logits, prev_logits, temperature: float):
+    """Hinton-style distillation ``T^2 * KL(p_prev || p)`` with softened softmaxes."""
+    log_p = F.log_softmax(logits / temperature, dim=1)
+    q = F.softmax(prev_logits / temperature, dim=1)
+    return F.kl_div(log_p, q, reduction="batchmean") * temperature ** 2
+
+
+def sigmoid_distillation(logits, prev_logits):
+    """BCE of each old class's logit to the previous model's sigmoid probability."""
+    return F.binary_cross_entropy_with_logits(logits, prev_logits.sigmoid())
+
+
+class LwFPlugin(SupervisedPlugin):
+    """Adds ``alpha * L_old`` (see module docstring) before every backward pass."""
+
+    needs_previous_model = True
+
+    def __init__(self, alpha: float = 1.0, temperature: float = 2.0):
+        super().__init__()
+        self.alpha, self.temperature = alpha, temperature
+
+    def before_backward(self, strategy, **kwargs):
+        if strategy.prev_output is None or strategy.n_old == 0:
+            return
+        n = strategy.n_old
+        new, old = strategy.mb_output[:, :n], strategy.prev_output[:, :n]
+        if strategy.info.label_mode == "multi":
+            term = sigmoid_distillation(new, old)
+        else:
+            term = kd_loss(new, old, self.temperature)
+        strategy.loss += self.alpha * term

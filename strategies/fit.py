@@ -1,0 +1,32 @@
+"""Train this model on this dataset with this loss: a plain routine for auxiliary models
+(e.g. the teachers of parallel self-distillation) that live outside the session loop."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+
+def fit(model: torch.nn.Module, dataset, loss_fn: Callable, *, epochs: int, batch_size: int,
+        optimizer: torch.optim.Optimizer, device="cpu", num_workers: int = 0) -> list[float]:
+    """Train ``model`` on ``dataset`` (batches ``(x, y, mask, ...)``) for ``epochs``.
+
+    ``loss_fn(logits, targets, mask)`` is any loss of strategies.losses (or alike). Returns
+    the mean loss of every epoch (one host sync per epoch).
+    """
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
+                        pin_memory=torch.device(device).type == "cuda")
+    model.to(device).train()
+    means = []
+    for _ in range(epochs):
+        total = torch.zeros((), device=device)
+        for x, y, mask, *_ in loader:
+            x, y, mask = x.to(device), y.to(device), mask.to(device)
+            loss = loss_fn(model(x), y, mask)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+        means.append(float(total) / max(1, len(loader)))
+    return means
