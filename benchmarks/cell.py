@@ -56,6 +56,8 @@ def environment(device: torch.device) -> dict:
 
 
 def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
+    for path in spec.plugins:
+        methods.load_plugin(path)
     method = methods.get(spec.method)
     hparams = methods.resolve_hparams(spec.method, spec.hparams)
     seed_everything(spec.seed)

@@ -22,6 +22,7 @@ class RunSpec:
     hparams: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     data_root: Optional[str] = None
+    plugins: tuple = ()
 
     @property
     def id(self) -> str:
@@ -41,4 +42,4 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
-        return cls(**d)
+        return cls(**{**d, "plugins": tuple(d.get("plugins", ()))})
