@@ -1,0 +1,294 @@
+"""Tests for the coco, voc, cifar100lt and synthetic streams on tiny fake datasets."""
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import benchmarks.streams as streams
+from benchmarks.streams import StreamError
+from benchmarks.streams.cifar100lt import first_per_class
+
+# ---------------------------------------------------------------- fake datasets
+
+# COCO category ids deliberately not in alphabetical order of their names.
+COCO_CATEGORIES = {1: "person", 2: "bicycle", 3: "car", 5: "airplane"}
+# image id -> [(category id, iscrowd)]
+COCO_TRAIN = {10: [(1, 0), (3, 0)], 11: [(5, 0)], 12: [(2, 0), (1, 1)], 13: [(3, 1)],
+              14: [(5, 0), (1, 0)], 15: []}
+COCO_VAL = {20: [(2, 0)], 21: [(1, 0)], 22: [(5, 0), (3, 0)], 23: [(1, 1)]}
+COCO_VAL_LABELS = {"20": {"bicycle"}, "21": {"person"}, "22": {"airplane", "car"}}  # 23 dropped
+
+# VOC image id -> [(class name, difficult)]
+VOC_TRAINVAL = {"000001": [("dog", 0), ("person", 1)],
+                "000002": [("cat", 0), ("bicycle", 0), ("aeroplane", 0)],
+                "000003": [("car", 1)],
+                "000004": [("person", 0), ("chair", 0)],
+                "000005": [("sheep", 0), ("person", 0)]}
+VOC_TEST = {"000010": [("aeroplane", 0)], "000011": [("sofa", 0), ("dog", 1)],
+            "000012": [("train", 0)]}
+
+CIFAR_TRAIN_PER_CLASS, CIFAR_TEST_PER_CLASS = 10, 3
+
+
+def _image(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (value, 255 - value, 128)).save(path)
+
+
+def _coco_json(path: Path, images: dict, folder: str) -> None:
+    anns = [{"id": 100 * img + k, "image_id": img, "category_id": cat, "iscrowd": crowd,
+             "bbox": [0, 0, 1, 1], "area": 1.0}
+            for img, objs in images.items() for k, (cat, crowd) in enumerate(objs)]
+    data = {"images": [{"id": img, "file_name": f"{img}.jpg"} for img in images],
+            "annotations": anns,
+            "categories": [{"id": i, "name": n} for i, n in COCO_CATEGORIES.items()]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    for img in images:
+        _image(path.parent.parent / folder / f"{img}.jpg", img)
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("coco")
+    _coco_json(root / "annotations" / "instances_train2014.json", COCO_TRAIN, "train2014")
+    _coco_json(root / "annotations" / "instances_val2014.json", COCO_VAL, "val2014")
+    return root
+
+
+def _voc_xml(objects) -> str:
+    body = "".join(f"<object><name>{n}</name><difficult>{d}</difficult></object>"
+                   for n, d in objects)
+    return f"<annotation><filename>x.jpg</filename>{body}</annotation>"
+
+
+@pytest.fixture(scope="module")
+def voc_devkit(tmp_path_factory):
+    """A folder holding VOCdevkit/VOC2007."""
+    top = tmp_path_factory.mktemp("voc")
+    voc = top / "VOCdevkit" / "VOC2007"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    for split, images in (("trainval", VOC_TRAINVAL), ("test", VOC_TEST)):
+        (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(images) + "\n")
+        for k, (image_id, objects) in enumerate(images.items()):
+            (voc / "Annotations" / f"{image_id}.xml").write_text(_voc_xml(objects))
+            _image(voc / "JPEGImages" / f"{image_id}.jpg", 10 * k)
+    return top
+
+
+def _cifar_part(per_class: int, gen: np.random.Generator) -> dict:
+    """Classes interleaved in the file; pixels encode (class, rank within its class)."""
+    labels = gen.permutation(np.repeat(np.arange(100), per_class))
+    rank = np.empty_like(labels)
+    rank[np.argsort(labels, kind="stable")] = np.tile(np.arange(per_class), 100)
+    data = np.zeros((len(labels), 3, 32, 32), dtype=np.uint8)
+    data[:, 0], data[:, 1] = labels[:, None, None], rank[:, None, None]
+    return {b"data": data.reshape(len(labels), -1), b"fine_labels": labels.tolist()}
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    folder = root / "cifar-100-python"
+    folder.mkdir()
+    gen = np.random.default_rng(0)
+    parts = {"train": _cifar_part(CIFAR_TRAIN_PER_CLASS, gen),
+             "test": _cifar_part(CIFAR_TEST_PER_CLASS, gen),
+             "meta": {b"fine_label_names": [f"c{c:02d}".encode() for c in range(100)]}}
+    for name, content in parts.items():
+        (folder / name).write_bytes(pickle.dumps(content))
+    return root
+
+
+# ---------------------------------------------------------------- helpers
+
+def _named(dataset, info) -> dict:
+    """{image file stem: set of class names with a positive target} of a LabelledSet."""
+    return {Path(dataset.pool.paths[int(i)]).stem:
+            {info.class_names[j] for j in torch.nonzero(t).flatten().tolist()}
+            for i, t in zip(dataset.index, dataset.targets)}
+
+
+def _check_multilabel_blocks(built):
+    """Training targets and masks cover only the session's classes; test labels are full."""
+    info, bench = built.info, built.benchmark
+    for t, classes in enumerate(info.sessions):
+        block = torch.zeros(info.num_classes, dtype=torch.bool)
+        block[classes] = True
+        train = bench.train_stream[t].dataset
+        assert (train.mask == block).all()
+        assert (train.targets[:, ~block] == 0).all()
+        assert (train.targets[:, block].sum(1) > 0).all()
+        assert (train.session == t).all()
+        test = bench.test_stream[t].dataset
+        assert test.mask.all()
+        seen = info.seen_after(t)
+        assert (test.targets[:, :seen].sum(1) > 0).all()
+
+
+def _sessions(built, stream: str) -> list[dict]:
+    return [_named(e.dataset, built.info) for e in getattr(built.benchmark, stream)]
+
+
+# ---------------------------------------------------------------- COCO
+
+def test_coco_alphabetical_order_crowd_ignored_and_sessions(coco_root):
+    built = streams.build("coco:B0-C2", str(coco_root), image_size=16)
+    info = built.info
+    assert info.class_names == ["airplane", "bicycle", "car", "person"]
+    assert info.class_order == [0, 1, 2, 3]
+    assert info.sessions == [[0, 1], [2, 3]]
+    # image 12's person and image 13's car are crowd: ignored (13 and 15 are dropped)
+    assert info.class_counts == [2, 1, 1, 2]
+    assert _sessions(built, "train_stream") == [
+        {"11": {"airplane"}, "12": {"bicycle"}, "14": {"airplane"}},
+        {"10": {"car", "person"}, "14": {"person"}},  # 14 in both sessions, other block
+    ]
+    assert _sessions(built, "test_stream") == [
+        {"20": {"bicycle"}, "22": {"airplane", "car"}}, COCO_VAL_LABELS]
+    _check_multilabel_blocks(built)
+    assert built.benchmark.train_stream[0].dataset[0][0].shape == (3, 16, 16)
+    assert built.benchmark.test_stream[1].dataset[2][0].shape == (3, 16, 16)
+    assert info.recipe["image_size"] == 16 and info.recipe["memory"] == 20
+
+
+def test_coco_shuffled_order_is_seeded_and_keeps_labels(coco_root):
+    built = streams.build("coco:B0-C2?order=shuffled&data_seed=3", str(coco_root))
+    expected = torch.randperm(4, generator=torch.Generator().manual_seed(3)).tolist()
+    alphabetical = ["airplane", "bicycle", "car", "person"]
+    assert built.info.class_order == expected
+    assert built.info.class_names == [alphabetical[c] for c in expected]
+    assert _sessions(built, "test_stream")[-1] == COCO_VAL_LABELS
+    _check_multilabel_blocks(built)
+
+
+def test_coco_protocol_must_divide_the_file_categories(coco_root):
+    with pytest.raises(StreamError, match="does not divide 4 classes"):
+        streams.build("coco:B0-C8", str(coco_root))
+
+
+# ---------------------------------------------------------------- VOC
+
+@pytest.mark.parametrize("sub", ["", "VOCdevkit", "VOCdevkit/VOC2007"])
+def test_voc_accepts_the_three_layouts(voc_devkit, sub):
+    streams.check("voc:B0-C4", str(voc_devkit / sub))
+
+
+def test_voc_difficult_ignored_and_sessions(voc_devkit):
+    built = streams.build("voc:B0-C4", str(voc_devkit), image_size=12)
+    info = built.info
+    assert info.class_names[:4] == ["aeroplane", "bicycle", "bird", "boat"]
+    assert info.class_order == list(range(20))
+    assert _sessions(built, "train_stream") == [
+        {"000002": {"aeroplane", "bicycle"}},
+        {"000002": {"cat"}},
+        {"000001": {"dog"}, "000004": {"chair"}},  # 000001's person is difficult
+        {"000004": {"person"}, "000005": {"person"}},
+        {"000005": {"sheep"}},
+    ]
+    # 000011's dog is difficult: it only shows up once sofa is seen; 000003 is nowhere
+    assert _sessions(built, "test_stream") == [{"000010": {"aeroplane"}}] * 4 + [
+        {"000010": {"aeroplane"}, "000011": {"sofa"}, "000012": {"train"}}]
+    _check_multilabel_blocks(built)
+    assert sum(info.class_counts) == 8 and info.class_counts[14] == 2  # person
+    assert built.benchmark.train_stream[2].dataset[1][0].shape == (3, 12, 12)
+    assert info.recipe["memory"] == 2
+
+
+# ---------------------------------------------------------------- CIFAR-100-LT
+
+def _expected_counts(ratio):
+    return [int(CIFAR_TRAIN_PER_CLASS * ratio ** (-c / 99)) for c in range(100)]
+
+
+def test_cifar_long_tail_ordered(cifar_root):
+    built = streams.build("cifar100lt:B50-C10?order=ordered&ratio=5", str(cifar_root))
+    info = built.info
+    assert info.class_order == list(range(100))
+    assert info.class_names[:2] == ["c00", "c01"]
+    assert info.class_counts == _expected_counts(5.0)
+    assert info.sessions[0] == list(range(50)) and len(info.sessions) == 6
+    bench = built.benchmark
+    for t, classes in enumerate(info.sessions):
+        train = bench.train_stream[t].dataset
+        assert set(train.targets.tolist()) == set(classes)
+        assert len(train) == sum(info.class_counts[c] for c in classes)
+        test = bench.test_stream[t].dataset
+        assert len(test) == CIFAR_TEST_PER_CLASS * info.seen_after(t)  # balanced test
+    image, target, mask, session = bench.train_stream[1].dataset[0]
+    assert image.shape == (3, 32, 32) and mask.sum() == 10 and session == 1
+
+
+def test_cifar_keeps_the_first_images_of_each_class(cifar_root):
+    built = streams.build("cifar100lt:B0-C10?order=ordered&ratio=5", str(cifar_root))
+    pool = built.benchmark.train_stream[0].dataset.pool
+    labels, rank = pool.images[:, 0, 0, 0], pool.images[:, 0, 0, 1]
+    counts = np.bincount(labels, minlength=100)
+    assert counts.tolist() == _expected_counts(5.0)
+    assert (rank < counts[labels]).all()  # the first n_c of each class, in file order
+
+
+def test_first_per_class_is_stable():
+    labels = torch.tensor([1, 0, 1, 1, 0, 2])
+    assert first_per_class(labels, torch.tensor([2, 1, 0])).tolist() == [0, 1, 4]
+
+
+def test_cifar_shuffled_order_spreads_classes(cifar_root):
+    built = streams.build("cifar100lt:B0-C10?data_seed=2", str(cifar_root), image_size=40)
+    info = built.info
+    order = torch.randperm(100, generator=torch.Generator().manual_seed(2)).tolist()
+    assert info.class_order == order
+    assert info.class_names == [f"c{c:02d}" for c in order]
+    expected = _expected_counts(100.0)
+    assert info.class_counts == [expected[c] for c in order]
+    train = built.benchmark.train_stream[3].dataset
+    cifar_class = torch.as_tensor(train.pool.images[train.index.numpy(), 0, 0, 0]).long()
+    assert (torch.tensor(order)[train.targets] == cifar_class).all()
+    assert train[0][0].shape == (3, 40, 40)
+
+
+# ---------------------------------------------------------------- synthetic
+
+def test_synthetic_sizes_and_determinism():
+    name = "synthetic:B0-C5?classes=10&train=60&test=30&size=16&data_seed=4"
+    a, b = streams.build(name), streams.build(name)
+    assert a.info.class_order == b.info.class_order
+    assert len(a.info.sessions) == 2 and a.info.num_classes == 10
+    pool = a.benchmark.train_stream[0].dataset.pool
+    assert len(pool) == 60 and len(a.benchmark.test_stream[0].dataset.pool) == 30
+    assert torch.equal(pool[7], pool[7])
+    assert torch.equal(pool[7], b.benchmark.train_stream[0].dataset.pool[7])
+    assert not torch.equal(pool[7], pool[8])
+    assert pool[7].shape == (3, 16, 16)
+    _check_multilabel_blocks(a)
+    assert len(a.benchmark.test_stream[-1].dataset) == 30  # every image has a label
+    resized = streams.build(name, image_size=24)
+    assert resized.benchmark.test_stream[0].dataset[0][0].shape == (3, 24, 24)
+    assert resized.info.recipe["image_size"] == 24
+
+
+# ---------------------------------------------------------------- missing data
+
+@pytest.mark.parametrize("stream, layout", [
+    ("coco:B40-C10", "annotations/instances_{train,val}2014.json"),
+    ("voc:B0-C4", "VOC2007/{Annotations"),
+    ("cifar100lt:B0-C10", "cifar-100-python/{train,test,meta}"),
+])
+def test_missing_data_is_a_clear_error(tmp_path, stream, layout):
+    for call in (streams.check, streams.build):
+        with pytest.raises(StreamError, match="nothing is downloaded") as err:
+            call(stream, str(tmp_path))
+        assert layout in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(StreamError, match="no data root given"):
+        streams.check(stream)
+
+
+def test_bad_order_option_is_rejected_by_check(coco_root):
+    with pytest.raises(StreamError, match="order='random'"):
+        streams.check("coco:B0-C2?order=random", str(coco_root))
