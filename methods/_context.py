@@ -48,7 +48,7 @@ class MethodContext:
             scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, self.train["milestones"],
                                                              gamma=0.1)
             extra.append(LRSchedulerPlugin(scheduler, reset_scheduler=True, reset_lr=True))
-        return cls(self.model, optimizer, self.info, criterion=criterion,
+        return cls(model=self.model, optimizer=optimizer, info=self.info, criterion=criterion,
                    plugins=[*plugins, *extra], device=self.device,
                    train_mb_size=self.train["batch_size"], train_epochs=self.train["epochs"],
                    eval_mb_size=self.train["eval_batch_size"],

@@ -25,6 +25,7 @@ per epoch, none per step).
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Optional
 
 import torch
@@ -45,10 +46,18 @@ def label_counts(dataset, num_classes: int, label_mode: str) -> torch.Tensor:
     return torch.bincount(dataset.targets, minlength=num_classes).float()
 
 
+def silent_evaluator() -> EvaluationPlugin:
+    """An EvaluationPlugin with no metrics and no loggers (the suite's ScoreCollector
+    gathers the metrics), without Avalanche's warning about the missing loggers."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "No loggers specified")
+        return EvaluationPlugin(loggers=[])
+
+
 class CILTemplate(SupervisedTemplate):
     """SupervisedTemplate over ``(x, y, mask, session)`` batches with seen-class masking."""
 
-    def __init__(self, model, optimizer, info, *, criterion=None, plugins=(), evaluator=None,
+    def __init__(self, *, model, optimizer, info, criterion=None, plugins=(), evaluator=None,
                  device="cpu", train_mb_size=64, train_epochs=1, eval_mb_size=256,
                  num_workers: int = 0):
         super().__init__(
@@ -56,7 +65,7 @@ class CILTemplate(SupervisedTemplate):
             criterion=criterion or default_loss(info.label_mode),
             train_mb_size=train_mb_size, train_epochs=train_epochs, eval_mb_size=eval_mb_size,
             device=device, plugins=list(plugins),
-            evaluator=evaluator or EvaluationPlugin(loggers=[]), eval_every=-1)
+            evaluator=evaluator or silent_evaluator(), eval_every=-1)
         self.info = info
         self.num_workers = num_workers
         self.session = -1
