@@ -54,7 +54,7 @@ def dedupe(data):
         return out.scatter_reduce(0, idx, values, how, include_self=False)
 
     mask = merge(data.mask.to(torch.uint8), "amax").bool()
-    return data._rebuild(uniq, merge(data.targets, "amax"), mask, merge(data.session, "amin"))
+    return data.with_rows(uniq, merge(data.targets, "amax"), mask, merge(data.session, "amin"))
 
 
 class LabelMemory(ExemplarsBuffer):

@@ -165,26 +165,24 @@ class LabelledSet(AvalancheDataset):
     def group(self) -> str:
         return self._flat_data._transform_groups.current_group
 
-    def _rebuild(self, index, targets, mask, session) -> "LabelledSet":
+    def with_rows(self, index, targets, mask, session) -> "LabelledSet":
+        """Other rows of the same pool, with this set's transforms and current group."""
         return LabelledSet(self.pool, index, targets, mask, session, self.transforms, self.group)
 
     def subset(self, indices: Sequence[int]) -> "LabelledSet":
         i = torch.as_tensor(indices, dtype=torch.long)
-        return self._rebuild(self.index[i], self.targets[i], self.mask[i], self.session[i])
+        return self.with_rows(self.index[i], self.targets[i], self.mask[i], self.session[i])
 
     def concat(self, other: "LabelledSet") -> "LabelledSet":
         if other.pool is not self.pool:
             raise ValueError("only LabelledSets of the same image pool can be concatenated")
-        return self._rebuild(
+        return self.with_rows(
             torch.cat([self.index, other.index]),
             torch.cat([self.targets, other.targets]),
             torch.cat([self.mask, other.mask]),
             torch.cat([self.session, other.session]),
         )
 
-    def with_labels(self, targets: torch.Tensor, mask: torch.Tensor) -> "LabelledSet":
-        """The same samples with new targets and mask (e.g. full labels for joint training)."""
-        return self._rebuild(self.index, targets, mask, self.session)
 
 
 def multilabel_sets(
@@ -256,7 +254,7 @@ def cumulative_sets(train_sets: list[LabelledSet], full_labels: torch.Tensor,
             targets = full_labels[rows] * seen
             mask = seen.expand(len(rows), -1).clone()
             session = torch.full((len(rows),), t, dtype=torch.long)
-            out.append(current._rebuild(rows, targets, mask, session))
+            out.append(current.with_rows(rows, targets, mask, session))
     return out
 
 
