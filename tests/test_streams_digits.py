@@ -114,10 +114,13 @@ def test_validation_split_is_carved_from_training_only():
         assert len(benchmark.test_stream[t].dataset) == len(plain.test_stream[t].dataset)
 
 
-def test_images_are_tensors_of_the_canvas_size(tiny):
+def test_images_are_tensors_of_the_canvas_size_or_the_asked_one(tiny):
     benchmark, _ = tiny
     x, y, mask, session = benchmark.train_stream[0].dataset[0]
     assert x.shape == (1, 24, 24) and y.shape == (10,) and mask.dtype == torch.bool
+    resized, info = streams.build(TINY, image_size=32)
+    assert resized.test_stream[0].dataset[0][0].shape == (1, 32, 32)
+    assert info.recipe["image_size"] == 32
 
 
 @pytest.mark.parametrize("name, message", [

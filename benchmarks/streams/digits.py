@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from sklearn.datasets import load_digits
+from torchvision import transforms as T
 
 from . import StreamData, register
 from .base import StreamInfo, TensorPool, multilabel_sets, session_splits, singlelabel_sets
@@ -24,6 +25,14 @@ NUM_CLASSES = 10
 RECIPE = dict(backbone="smallcnn", image_size=SIZE, epochs=4, optimizer="adam", lr=2e-3,
               weight_decay=0.0, batch_size=64, memory=20, memory_mode="per_class",
               selection="herding", milestones=[], num_workers=0)
+
+
+def _resize(image_size):
+    """Recipe and transforms for an ``image_size`` override (canvases are 24x24)."""
+    if image_size in (None, SIZE):
+        return dict(RECIPE), None
+    resize = T.Resize((image_size, image_size), antialias=True)
+    return dict(RECIPE, image_size=image_size), {"train": resize, "eval": resize}
 
 
 def _source_split(gen):
@@ -94,11 +103,12 @@ def build_digits(name, data_root=None, image_size=None):
     # columns in arrival order
     y_train, y_test = p_train[:, order].float(), p_test[:, order].float()
     sessions = session_splits(NUM_CLASSES, name.base, name.inc)
+    recipe, tf = _resize(image_size)
     info = StreamInfo(str(name), "multi", [str(int(c)) for c in order], order.tolist(),
-                      sessions, y_train.sum(0).long().tolist(), dict(RECIPE))
+                      sessions, y_train.sum(0).long().tolist(), recipe)
     train_pool, test_pool = TensorPool(x_train), TensorPool(x_test)
-    return StreamData(info, multilabel_sets(train_pool, y_train, sessions, None, True),
-                      multilabel_sets(test_pool, y_test, sessions, None, False), y_train)
+    return StreamData(info, multilabel_sets(train_pool, y_train, sessions, tf, True),
+                      multilabel_sets(test_pool, y_test, sessions, tf, False), y_train)
 
 
 def _singlelabel_canvases(counts, source, gen):
@@ -122,9 +132,9 @@ def build_digits_lt(name, data_root=None, image_size=None):
         torch.full((NUM_CLASSES,), opts["test_per_class"]), test_src, gen)
     y_train, y_test = _reindex(l_train, order), _reindex(l_test, order)
     sessions = session_splits(NUM_CLASSES, name.base, name.inc)
+    recipe, tf = _resize(image_size)
     info = StreamInfo(str(name), "single", [str(int(c)) for c in order], order.tolist(),
-                      sessions, torch.bincount(y_train, minlength=NUM_CLASSES).tolist(),
-                      dict(RECIPE, memory=20))
+                      sessions, torch.bincount(y_train, minlength=NUM_CLASSES).tolist(), recipe)
     train_pool, test_pool = TensorPool(x_train), TensorPool(x_test)
-    return StreamData(info, singlelabel_sets(train_pool, y_train, sessions, None, True),
-                      singlelabel_sets(test_pool, y_test, sessions, None, False), y_train)
+    return StreamData(info, singlelabel_sets(train_pool, y_train, sessions, tf, True),
+                      singlelabel_sets(test_pool, y_test, sessions, tf, False), y_train)
