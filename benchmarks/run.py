@@ -1,0 +1,274 @@
+"""The CLI: run a grid of cells, store one record per cell, render the leaderboard.
+
+    python -m benchmarks.run --methods finetune,replay                  # embedded stream
+    python -m benchmarks.run --methods rebll --streams coco:B40-C10 --data-root /data/coco
+    python -m benchmarks.run --config grid.yaml --workers 2             # options from a file
+    python -m benchmarks.run --list                                     # methods and streams
+
+Results go to ``--out`` (default ``results/<name>``): ``records/<id>.json`` per cell,
+``leaderboard.csv``/``.md``, ``per_seed.csv`` and ``plots/``. Running the same command again
+skips done cells, retries failed ones and runs the rest. Every user error is one line on
+stderr and exit status 2, before any work; a failed cell makes the exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from tqdm import tqdm
+
+from benchmarks import streams
+from benchmarks.report import render, write_tensorboard
+from benchmarks.runner.executors import run_local, run_ray
+from benchmarks.runner.grid import (GridError, expand, load_config, parse_seeds, parse_sets,
+                                    split_list)
+from benchmarks.runner.spec import RunSpec
+from benchmarks.runner.store import Store
+from benchmarks.runner.version import code_version
+from methods import MethodError, discover, load_plugin
+
+DEFAULT_STREAM = "digits:B0-C2"
+DEFAULT_SEEDS = "0,1,2"
+# CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device")
+
+
+class UsageError(Exception):
+    """A command-line mistake: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _at_least(kind, minimum):
+    """An argparse type: a ``kind`` number >= ``minimum``."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {noun} >= {minimum}, got {text!r}")
+        return value
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m benchmarks.run",
+                description="Run methods x streams x seeds, store a record per cell, and "
+                            "write a leaderboard with plots.")
+    p.add_argument("--methods", help="comma-separated method names (see --list)")
+    p.add_argument("--streams", help=f"comma-separated streams (default {DEFAULT_STREAM})")
+    p.add_argument("--seeds", help=f"comma-separated integer seeds (default {DEFAULT_SEEDS})")
+    p.add_argument("--epochs", type=_at_least(int, 1), help="epochs per session")
+    p.add_argument("--batch-size", type=_at_least(int, 1))
+    p.add_argument("--lr", type=_at_least(float, 0.0), help="learning rate")
+    p.add_argument("--memory", type=_at_least(int, 0), help="replay memory budget")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="auto: cuda when available (default: the stream's recipe)")
+    p.add_argument("--data-root", help="where real datasets live")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="override a method hyperparameter (repeatable)")
+    p.add_argument("--config", help="grid YAML with these options, plus per-method "
+                                    "hyperparameter lists under 'grid'")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                   help="a method file to load (repeatable)")
+    p.add_argument("--workers", type=_at_least(int, 1), help="cells in parallel (default 1)")
+    p.add_argument("--executor", choices=["local", "ray"], help="default local")
+    p.add_argument("--ray-address", help="an existing Ray cluster (default: a local instance)")
+    p.add_argument("--out", help="results folder (default results/<name>)")
+    p.add_argument("--name", help="grid name (default: the config's file name, or 'default')")
+    p.add_argument("--rerun", metavar="METHOD[,METHOD]",
+                   help="rerun these methods' cells even where records are done")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="log each cell's per-session metrics under OUT/tensorboard/<id>")
+    p.add_argument("--list", action="store_true", help="list methods and streams, then exit")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only errors and the final line of output paths")
+    return p
+
+
+@dataclass
+class Plan:
+    """A validated grid: what to run, where, and how."""
+
+    specs: list[RunSpec]
+    skipped: list[str]
+    out: Path
+    rerun: list[str]
+    workers: int
+    executor: str
+    ray_address: Optional[str]
+    tensorboard: bool
+    quiet: bool
+
+
+def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
+    """Run the CLI; ``cell`` replaces :func:`benchmarks.cell.run_cell` (tests)."""
+    try:
+        args, config = _parse(sys.argv[1:] if argv is None else list(argv))
+        for plugin in args.plugin:
+            load_plugin(plugin)
+        if args.list:
+            print(listing())
+            return 0
+        plan = _plan(args, config)
+    except (UsageError, GridError, MethodError, streams.StreamError) as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    return execute(plan, cell)
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
+    """The flags, with a ``--config`` file's options under them (the command line wins)."""
+    args = parser().parse_args(argv)
+    if not args.config:
+        return args, {}
+    config = load_config(args.config)
+    return parser().parse_args(_config_argv(config) + argv), config
+
+
+def _config_argv(config: dict) -> list[str]:
+    """A config's options (but ``grid``) as command-line tokens."""
+    def text(value):
+        return value if isinstance(value, str) else json.dumps(value)
+
+    tokens = []
+    for key, value in config.items():
+        if key == "set":
+            tokens += [t for method, pairs in value.items() for k, v in pairs.items()
+                       for t in ("--set", f"{method}.{k}={text(v)}")]
+        elif key == "plugins":
+            tokens += [t for plugin in split_list(value) for t in ("--plugin", plugin)]
+        elif key != "grid" and value is not None:
+            value = ",".join(map(str, value)) if isinstance(value, list) else text(value)
+            tokens += [f"--{key.replace('_', '-')}", value]
+    return tokens
+
+
+def _plan(args: argparse.Namespace, config: dict) -> Plan:
+    """Validate everything a user can get wrong, touching no file."""
+    if not args.methods:
+        known = ", ".join(sorted(discover())) or "none"
+        raise UsageError(f"--methods is required, e.g. --methods finetune,replay; known: {known}")
+    methods = split_list(args.methods)
+    sets = parse_sets(args.set)
+    grid = expand(methods, split_list(args.streams or DEFAULT_STREAM),
+                  parse_seeds(args.seeds or DEFAULT_SEEDS), sets=sets,
+                  grid=config.get("grid"), data_root=args.data_root,
+                  train={k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None},
+                  plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin))
+    rerun = split_list(args.rerun or "")
+    if set(rerun) - set(methods):
+        raise UsageError(f"--rerun names {', '.join(sorted(set(rerun) - set(methods)))}, "
+                         f"not in --methods; accepted: {', '.join(methods)}")
+    if not grid.specs:
+        raise UsageError("nothing to run: " + "; ".join(grid.skipped))
+    for name in dict.fromkeys(spec.stream for spec in grid.specs):
+        streams.check(name, args.data_root)
+    executor = args.executor or "local"
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--executor ray needs Ray: pip install 'ray>=2.9'; or use "
+                         "--executor local")
+    if executor == "local" and args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device here; accepted: auto, cpu")
+    name = args.name or (Path(args.config).stem if args.config else "default")
+    out = Path(args.out or Path("results") / name)
+    _check_writable(out)
+    return Plan(grid.specs, grid.skipped, out, rerun, args.workers or 1, executor,
+                args.ray_address, args.tensorboard, args.quiet)
+
+
+def _check_writable(out: Path) -> None:
+    """Raise UsageError unless ``out`` is, or can be created as, a writable folder."""
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out} is not writable: {probe} is not a writable folder")
+
+
+def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
+    """Run the pending cells, write each record as it arrives, render the report."""
+    def say(line):
+        if not plan.quiet:
+            print(line, file=sys.stderr)
+
+    for line in plan.skipped:
+        say(line)
+    store = Store(plan.out)
+    todo = store.pending(plan.specs, plan.rerun)
+    say(f"{len(plan.specs)} cells: {len(plan.specs) - len(todo)} done already, "
+        f"{len(todo)} to run; results in {plan.out}")
+    plan.out.mkdir(parents=True, exist_ok=True)
+    version = code_version()
+    try:
+        if todo:
+            _run_cells(plan, todo, store, version, cell)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished cells are saved in {plan.out}; run the same command "
+              "to resume", file=sys.stderr)
+        return 130
+    paths = render(plan.out, version)
+    stored = store.load_all()
+    failed = [stored[spec.id] for spec in plan.specs if stored[spec.id]["status"] != "done"]
+    if failed:
+        print(f"{len(failed)} of {len(plan.specs)} cells failed (tracebacks in "
+              f"{store.records}):", file=sys.stderr)
+        for record in failed:
+            spec = record["spec"]
+            print(f"  {spec['method']} on {spec['stream']} seed {spec['seed']} "
+                  f"[{record['id']}]: {record['error']}", file=sys.stderr)
+    print(" ".join(str(path) for path in paths))
+    return 1 if failed else 0
+
+
+def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
+               cell: Optional[Callable[..., dict]]) -> None:
+    """Run ``todo`` on the plan's executor; stamp, store (and log) each record on arrival."""
+    if plan.executor == "ray":
+        records = run_ray(todo, workers=plan.workers, address=plan.ray_address, cell=cell)
+    else:
+        records = run_local(todo, workers=plan.workers, cell=cell,
+                            progress=not plan.quiet and plan.workers == 1)
+    with tqdm(total=len(todo), desc="cells", unit="cell", disable=plan.quiet) as bar:
+        for record in records:
+            record["code_version"] = version
+            store.write(record)
+            if plan.tensorboard:
+                write_tensorboard(record, plan.out / "tensorboard")
+            bar.update()
+
+
+def listing() -> str:
+    """The registered methods (label modes, defaults) and datasets (protocols, options)."""
+    lines = ["methods:"]
+    for name, method in sorted(discover().items()):
+        lines.append(f"  {name}  [{'/'.join(sorted(method.label_modes))}-label]"
+                     + (f"  {method.summary}" if method.summary else "")
+                     + (f"  ({method.paper})" if method.paper else ""))
+        if method.defaults:
+            lines.append("      defaults: " + ", ".join(f"{k}={v!r}"
+                                                        for k, v in method.defaults.items()))
+    lines.append("streams (dataset:B<base>-C<inc>[?option=value&...]):")
+    for name, dataset in sorted(streams.datasets().items()):
+        lines.append(f"  {name}  [{dataset.label_mode}-label]  {dataset.description}")
+        lines.append(f"      protocols: {', '.join(dataset.protocols)}; options: "
+                     + ", ".join(f"{k}={v!r}" for k, v in dataset.options.items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The grid: the user's options (CLI flags, a grid YAML) expanded into RunSpecs.
+
+A grid is methods x streams x seeds x hyperparameter lists. ``sets`` fix one value per
+``method.key``; ``grid`` gives a list of values per ``method.key``, and every combination of
+one method's lists is a variant of that method. A grid YAML holds the CLI's options (flags
+given on the command line win; paths are relative to the working directory)::
+
+    methods: [lwf, finetune]
+    streams: ["digits:B0-C2", "digits-lt:B0-C2"]
+    seeds: [0, 1, 2]
+    epochs: 2
+    plugins: [my_methods.py]
+    set: {lwf: {temperature: 1.0}}         # one value, like --set lwf.temperature=1.0
+    grid: {lwf: {alpha: [0.5, 1.0, 2.0]}}  # three variants of lwf
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from benchmarks import streams
+from methods import MethodError, check_label_mode, get, resolve_hparams
+
+from .spec import RunSpec
+
+# Keys of a grid YAML: the CLI's long options (underscored) plus ``grid``.
+CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "memory",
+               "device", "data_root", "set", "grid", "plugins", "workers", "executor",
+               "ray_address", "name", "out")
+
+
+class GridError(ValueError):
+    """A grid request a user can fix: a malformed list, seed, override or config file."""
+
+
+@dataclass
+class Grid:
+    """The cells to run, and one line per (method, stream) pair skipped for its label mode."""
+
+    specs: list[RunSpec]
+    skipped: list[str]
+
+
+def split_list(value) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` as a list of non-empty stripped strings."""
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [item.strip() for item in items if item.strip()]
+
+
+def parse_seeds(value) -> list[int]:
+    """``"0,1,2"`` or ``[0, 1, 2]`` as a list of ints."""
+    seeds = []
+    for item in split_list(value):
+        try:
+            seeds.append(int(item))
+        except ValueError:
+            raise GridError(f"seeds must be integers, e.g. --seeds 0,1,2; got {item!r}")
+    if not seeds:
+        raise GridError("no seeds given; expected integers, e.g. --seeds 0,1,2")
+    return seeds
+
+
+def parse_sets(items) -> dict[str, dict[str, str]]:
+    """``["rebll.gamma_neg=2", ...]`` as ``{"rebll": {"gamma_neg": "2"}}`` (later wins)."""
+    sets: dict[str, dict[str, str]] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        method, dot, key = target.partition(".")
+        if not (sep and dot and method and key):
+            raise GridError(f"--set expects METHOD.KEY=VALUE, e.g. --set rebll.gamma_neg=2; "
+                            f"got {item!r}")
+        sets.setdefault(method, {})[key] = value
+    return sets
+
+
+def load_config(path) -> dict:
+    """A grid YAML as a dict of options, with its keys checked."""
+    file = Path(path)
+    try:
+        config = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise GridError(f"cannot read --config {path}: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        raise GridError(f"--config {path} is not valid YAML: {' '.join(str(exc).split())}")
+    config = {} if config is None else config
+    if not isinstance(config, dict):
+        raise GridError(f"--config {path} must be a mapping of options; accepted keys: "
+                        + ", ".join(CONFIG_KEYS))
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise GridError(f"unknown key(s) {', '.join(unknown)} in --config {path}; accepted: "
+                        + ", ".join(CONFIG_KEYS))
+    for key in ("set", "grid"):
+        if not all(isinstance(v, dict) for v in (config.get(key) or {}).values()):
+            raise GridError(f"{key!r} in --config {path} must map each method to "
+                            "{key: value}")
+    for method, lists in (config.get("grid") or {}).items():
+        for key, values in lists.items():
+            if not isinstance(values, list) or not values:
+                raise GridError(f"grid {method}.{key} in --config {path} must be a non-empty "
+                                f"list of values, got {values!r}")
+    return config
+
+
+def expand(methods: list[str], stream_names: list[str], seeds: list[int], *,
+           sets: Optional[dict] = None, grid: Optional[dict] = None,
+           train: Optional[dict] = None, data_root: Optional[str] = None,
+           plugins: tuple = ()) -> Grid:
+    """Every cell of the grid, each spec once, hyperparameters checked and typed;
+    ``plugins`` are the method files a cell loads (loaded here already).
+
+    Raises MethodError (unknown method or key, wrong type) or StreamError (bad stream name).
+    A key in ``sets`` is fixed: it is taken out of ``grid``.
+    """
+    sets, grid = sets or {}, grid or {}
+    for method in [*methods, *sets, *grid]:
+        get(method)
+    modes = {name: streams.parse(name)[0].label_mode for name in stream_names}
+    variants = {method: _variants(method, sets.get(method, {}), grid.get(method, {}))
+                for method in dict.fromkeys([*methods, *sets, *grid])}
+    specs, skipped = {}, []
+    for name in stream_names:
+        for method in methods:
+            try:
+                check_label_mode(method, modes[name])
+            except MethodError as exc:
+                skipped.append(f"skipping {method} on {name}: {exc}")
+                continue
+            for hparams in variants[method]:
+                for seed in seeds:
+                    spec = RunSpec(method, name, seed, hparams, dict(train or {}), data_root,
+                                   tuple(plugins))
+                    specs.setdefault(spec.id, spec)
+    return Grid(list(specs.values()), skipped)
+
+
+def _variants(method: str, fixed: dict, lists: dict) -> list[dict]:
+    """One overrides dict per combination of ``lists``, with ``fixed`` in each, typed."""
+    keys = [key for key in lists if key not in fixed]
+    variants = []
+    for combo in itertools.product(*(lists[key] for key in keys)):
+        overrides = {**fixed, **dict(zip(keys, combo))}
+        typed = resolve_hparams(method, overrides)
+        variants.append({key: typed[key] for key in overrides})
+    return variants

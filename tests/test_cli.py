@@ -1,0 +1,203 @@
+"""``python -m benchmarks.run`` end to end: the real cell on a tiny stream (resume, a killed
+grid, failures, Ray), the fake cell where only the driver is under test, and bad input."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import fake_cell
+from benchmarks.run import main
+from benchmarks.runner.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = str(Path(__file__).with_name("toy_methods.py"))
+TINY = "digits:B0-C2?train=300&test=150"
+GRID = ["--methods", "finetune,replay", "--streams", TINY, "--seeds", "0,1", "--epochs", "1"]
+
+
+def forbidden(spec, progress=False):
+    raise AssertionError(f"cell {spec.id} should not run")
+
+
+def snapshot(folder: Path) -> dict:
+    """Every path under ``folder`` with its bytes and modification time."""
+    return {p.relative_to(folder): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def metrics(out: Path) -> pd.DataFrame:
+    """The leaderboard without timings."""
+    board = pd.read_csv(out / "leaderboard.csv")
+    return board.drop(columns=[c for c in board.columns if c.startswith("wall_time")])
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    """An uninterrupted two-method, two-seed grid with the real cell, in this process."""
+    out = tmp_path_factory.mktemp("grid")
+    assert main([*GRID, "--out", str(out)]) == 0
+    return out
+
+
+def test_a_grid_writes_records_leaderboard_and_plots(grid_run):
+    records = Store(grid_run).load_all().values()
+    assert sorted((r["spec"]["method"], r["spec"]["seed"], r["status"]) for r in records) == [
+        ("finetune", 0, "done"), ("finetune", 1, "done"), ("replay", 0, "done"),
+        ("replay", 1, "done")]
+    assert all(r["code_version"] and len(r["sessions"]) == 5 for r in records)
+    board = pd.read_csv(grid_run / "leaderboard.csv")
+    assert sorted(board["method"]) == ["finetune", "replay"]
+    assert (board["n_seeds"] == 2).all() and board["avg_mAP_mean"].is_monotonic_decreasing
+    assert board["avg_mAP_std"].notna().all() and not board["stale"].any()
+    assert len(pd.read_csv(grid_run / "per_seed.csv")) == 4
+    assert "| replay | epochs=1 | 2 |" in (grid_run / "leaderboard.md").read_text()
+    assert sorted(p.name.rsplit("_", 1)[1] for p in (grid_run / "plots").iterdir()) == [
+        "groups.png", "last.png", "sessions.png"]
+
+
+def test_a_second_run_does_no_work(grid_run, capsys):
+    records = snapshot(grid_run / "records")
+    assert main([*GRID, "--out", str(grid_run)], cell=forbidden) == 0
+    assert "4 cells: 4 done already, 0 to run" in capsys.readouterr().err
+    assert snapshot(grid_run / "records") == records
+
+
+def test_a_killed_grid_resumes_to_the_same_leaderboard(grid_run, tmp_path):
+    out = tmp_path / "killed"
+    run = subprocess.Popen([sys.executable, "-m", "benchmarks.run", *GRID, "--out", str(out),
+                            "--quiet"], cwd=ROOT, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("records/*.json")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    before = snapshot(out / "records")
+    assert 1 <= len([p for p in before if p.suffix == ".json"]) < 4, "not killed mid-grid"
+    assert main([*GRID, "--out", str(out), "--quiet"]) == 0
+    after = snapshot(out / "records")
+    assert all(after[p] == before[p] for p in before if p.suffix == ".json")  # none run twice
+    assert len([p for p in after if p.suffix == ".json"]) == 4
+    pd.testing.assert_frame_equal(metrics(out), metrics(grid_run))
+
+
+def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, capsys):
+    argv = ["--methods", "finetune,explode", "--plugin", TOY, "--streams", TINY, "--seeds", "0",
+            "--epochs", "1", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out.split() == [str(tmp_path / name) for name in
+                           ("leaderboard.csv", "leaderboard.md", "per_seed.csv", "plots")]
+    assert err.splitlines()[0].startswith(f"1 of 2 cells failed (tracebacks in {tmp_path}")
+    assert "explode on digits" in err and "RuntimeError: explode cannot be built" in err
+    status = {r["spec"]["method"]: r["status"] for r in Store(tmp_path).load_all().values()}
+    assert status == {"finetune": "done", "explode": "failed"}
+    assert pd.read_csv(tmp_path / "leaderboard.csv")["method"].tolist() == ["finetune"]
+    assert main([*argv[:-1]]) == 1  # the failed cell is retried, the done one is not
+    assert "2 cells: 1 done already, 1 to run" in capsys.readouterr().err
+
+
+def test_ray_gives_the_same_records_as_local(grid_run, tmp_path):
+    assert main([*GRID, "--executor", "ray", "--out", str(tmp_path), "--quiet"]) == 0
+    local, ray = Store(grid_run).load_all(), Store(tmp_path).load_all()
+    assert set(ray) == set(local)
+    for cell_id, record in ray.items():
+        assert record["env"]["threads"] == local[cell_id]["env"]["threads"]
+        assert record["summary"] == local[cell_id]["summary"]
+        assert [(s["metrics"], s["per_class"]) for s in record["sessions"]] == [
+            (s["metrics"], s["per_class"]) for s in local[cell_id]["sessions"]]
+
+
+def test_stale_records_are_flagged_until_rerun(tmp_path):
+    argv = ["--methods", "toy", "--plugin", TOY, "--seeds", "0,1", "--out", str(tmp_path),
+            "--quiet"]
+    assert main([*argv, "--tensorboard"], cell=fake_cell.run_cell) == 0
+    store = Store(tmp_path)
+    records = list(store.load_all().values())
+    assert sorted(p.name for p in (tmp_path / "tensorboard").iterdir()) == sorted(
+        r["id"] for r in records)
+    store.write({**records[0], "code_version": "git:0123456789ab"})  # from older code
+    assert main(argv, cell=forbidden) == 0
+    row = pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]
+    assert row["code_versions"] == 2 and row["stale"]
+    assert "| toy † |" in (tmp_path / "leaderboard.md").read_text()
+    assert main([*argv, "--rerun", "toy"], cell=fake_cell.run_cell) == 0
+    row = pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]
+    assert row["code_versions"] == 1 and not row["stale"]
+
+
+def test_a_config_file_expands_hyperparameter_lists_under_the_flags(tmp_path, monkeypatch,
+                                                                   capsys):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(f"methods: [toy]\nplugins: [{TOY}]\nseeds: [0]\nepochs: 2\n"
+                      "set: {toy: {steps: 3}}\ngrid: {toy: {alpha: [0.5, 1.5]}}\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", str(config), "--seeds", "1,2", "--quiet"],
+                cell=fake_cell.run_cell) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.split()[0] == str(Path("results/sweep/leaderboard.csv"))
+    specs = [r["spec"] for r in Store(tmp_path / "results" / "sweep").load_all().values()]
+    assert sorted((s["hparams"]["alpha"], s["seed"]) for s in specs) == [
+        (0.5, 1), (0.5, 2), (1.5, 1), (1.5, 2)]
+    assert all(s["hparams"]["steps"] == 3 and s["train"] == {"epochs": 2} for s in specs)
+
+
+def test_list_shows_methods_with_defaults_and_streams_with_protocols(capsys):
+    assert main(["--list", "--plugin", TOY]) == 0
+    out = capsys.readouterr().out
+    assert "  toy  [multi/single-label]" in out and "defaults: alpha=1.0, steps=2, mode='ok'" in out
+    assert "  digits  [multi-label]" in out and "protocols: B0-C2, B4-C2" in out
+
+
+@pytest.fixture(scope="module")
+def existing(tmp_path_factory):
+    """A results folder from an earlier grid."""
+    out = tmp_path_factory.mktemp("existing")
+    assert main(["--methods", "toy", "--plugin", TOY, "--seeds", "0", "--out", str(out),
+                 "--quiet"], cell=fake_cell.run_cell) == 0
+    return out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "nosuch"], "unknown method 'nosuch'; known: "),
+    (["--streams", "nosuch:B0-C2"], "unknown dataset 'nosuch' in stream 'nosuch:B0-C2'; known: "),
+    (["--streams", "digits:B3"], "bad stream name 'digits:B3': expected dataset:B<base>-C<inc>"),
+    (["--streams", "digits:B0-C3"], "protocol B0-C3 does not divide 10 classes"),
+    (["--streams", "digits:B0-C2?size=3"], "unknown option 'size' for dataset 'digits'"),
+    (["--seeds", "0,one"], "seeds must be integers, e.g. --seeds 0,1,2; got 'one'"),
+    (["--set", "nosuch.alpha=1"], "unknown method 'nosuch'"),
+    (["--set", "toy.gamma=1"], "unknown hyperparameter(s) gamma for method 'toy'; accepted: "
+                               "alpha=1.0, steps=2, mode='ok'"),
+    (["--set", "toy.steps=many"], "toy.steps expects int (default 2), got 'many'"),
+    (["--set", "toy.alpha"], "--set expects METHOD.KEY=VALUE"),
+    (["--streams", "coco:B40-C10"], "coco data not found (no data root given): expected "),
+    (["--streams", "voc:B0-C4", "--data-root", "/nonexistent"], "voc data not found"),
+    (["--out", __file__ + "/sub"], "is not writable"),
+    (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got '0'"),
+    (["--executor", "dask"], "argument --executor: invalid choice: 'dask'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--methods", "toy_single"], "nothing to run: skipping toy_single on digits:B0-C2: "),
+    (["--rerun", "replay"], "--rerun names replay, not in --methods; accepted: toy"),
+    (["--plugin", "nope.py"], "plugin 'nope.py' is not a Python file"),
+    (["--config", "nope.yaml"], "cannot read --config nope.yaml"),
+])
+def test_bad_input_exits_2_with_one_line_and_leaves_results_alone(existing, argv, message,
+                                                                   capsys):
+    before = snapshot(existing)
+    base = ["--methods", "toy", "--plugin", TOY, "--out", str(existing)]
+    assert main([*base, *argv], cell=forbidden) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ")
+    assert message in err
+    assert snapshot(existing) == before
+
+
+def test_bad_input_creates_no_results_folder(tmp_path, capsys):
+    assert main(["--methods", "toy", "--plugin", TOY, "--seeds", "x",
+                 "--out", str(tmp_path / "new")]) == 2
+    assert not (tmp_path / "new").exists()
