@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from benchmarks import streams
+from benchmarks import models, streams
 from benchmarks.report import render, write_tensorboard
 from benchmarks.runner.executors import run_local, run_ray
 from benchmarks.runner.grid import (GridError, expand, load_config, parse_seeds, parse_sets,
@@ -36,7 +36,8 @@ from methods import MethodError, discover, load_plugin
 DEFAULT_STREAM = "digits:B0-C2"
 DEFAULT_SEEDS = "0,1,2"
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device", "backbone", "pretrained",
+               "image_size")
 
 
 class UsageError(Exception):
@@ -72,7 +73,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_at_least(int, 1), help="epochs per session")
     p.add_argument("--batch-size", type=_at_least(int, 1))
     p.add_argument("--lr", type=_at_least(float, 0.0), help="learning rate")
-    p.add_argument("--memory", type=_at_least(int, 0), help="replay memory budget")
+    p.add_argument("--memory", type=_at_least(int, 0),
+                   help="replay memory budget (per class or in total, as the recipe says)")
+    p.add_argument("--backbone", choices=sorted(models.BACKBONES),
+                   help="default: the stream's recipe")
+    p.add_argument("--pretrained", metavar="PATH",
+                   help="backbone weights from a local torchvision state-dict file")
+    p.add_argument("--image-size", type=_at_least(int, 8), help="input side in pixels")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="auto: cuda when available (default: the stream's recipe)")
     p.add_argument("--data-root", help="where real datasets live")
@@ -167,6 +174,9 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
                   grid=config.get("grid"), data_root=args.data_root,
                   train={k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None},
                   plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin))
+    if args.pretrained and not Path(args.pretrained).is_file():
+        raise UsageError(f"--pretrained {args.pretrained}: no such file (give a local "
+                         "torchvision state dict; nothing is downloaded)")
     rerun = split_list(args.rerun or "")
     if set(rerun) - set(methods):
         raise UsageError(f"--rerun names {', '.join(sorted(set(rerun) - set(methods)))}, "

@@ -185,6 +185,8 @@ def existing(tmp_path_factory):
     (["--rerun", "replay"], "--rerun names replay, not in --methods; accepted: toy"),
     (["--plugin", "nope.py"], "plugin 'nope.py' is not a Python file"),
     (["--config", "nope.yaml"], "cannot read --config nope.yaml"),
+    (["--pretrained", "nope.pt"], "--pretrained nope.pt: no such file"),
+    (["--backbone", "vgg"], "argument --backbone: invalid choice: 'vgg'"),
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_results_alone(existing, argv, message,
                                                                    capsys):
