@@ -85,6 +85,13 @@ def session_splits(num_classes: int, base: int, inc: int) -> list[list[int]]:
     return [list(range(s, e)) for s, e in zip(starts, bounds)]
 
 
+def positions(order: torch.Tensor) -> torch.Tensor:
+    """The arrival position of each dataset class id (the inverse of ``order``)."""
+    out = torch.empty_like(order)
+    out[order] = torch.arange(len(order))
+    return out
+
+
 @dataclass
 class StreamInfo:
     """What a method and the report need to know about a stream.

@@ -21,8 +21,8 @@ import torch
 from torchvision import transforms as T
 
 from . import StreamData, register
-from .base import StreamError, StreamInfo, session_splits, singlelabel_sets
-from .images import (ArrayPool, arrival_order, check_choice, locate, normalised, positions,
+from .base import StreamError, StreamInfo, positions, session_splits, singlelabel_sets
+from .images import (ArrayPool, arrival_order, check_choice, locate, normalised,
                      recipe)
 
 FOLDER = "cifar-100-python"

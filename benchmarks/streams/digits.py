@@ -17,7 +17,8 @@ from sklearn.datasets import load_digits
 from torchvision import transforms as T
 
 from . import StreamData, register
-from .base import StreamInfo, TensorPool, multilabel_sets, session_splits, singlelabel_sets
+from .base import (StreamInfo, TensorPool, multilabel_sets, positions, session_splits,
+                   singlelabel_sets)
 
 GRID, CELL = 3, 8
 SIZE = GRID * CELL
@@ -33,6 +34,18 @@ def _resize(image_size):
         return dict(RECIPE), None
     resize = T.Resize((image_size, image_size), antialias=True)
     return dict(RECIPE, image_size=image_size), {"train": resize, "eval": resize}
+
+
+def _stream(name, label_mode, order, train, test, counts, image_size) -> StreamData:
+    """StreamData from (images, labels) of each split, labels in arrival order."""
+    sessions = session_splits(NUM_CLASSES, name.base, name.inc)
+    recipe, tf = _resize(image_size)
+    info = StreamInfo(str(name), label_mode, [str(int(c)) for c in order], order.tolist(),
+                      sessions, counts, recipe)
+    make_sets = multilabel_sets if label_mode == "multi" else singlelabel_sets
+    (x_train, y_train), (x_test, y_test) = train, test
+    return StreamData(info, make_sets(TensorPool(x_train), y_train, sessions, tf, True),
+                      make_sets(TensorPool(x_test), y_test, sessions, tf, False), y_train)
 
 
 def _source_split(gen):
@@ -72,13 +85,6 @@ def _arrival(gen):
     return order, rank
 
 
-def _reindex(labels, order):
-    """Map dataset class ids to arrival positions."""
-    position = torch.empty_like(order)
-    position[order] = torch.arange(NUM_CLASSES)
-    return position[labels]
-
-
 def _multilabel_canvases(n, ratio, source, gen, rank):
     probs = 0.5 * ratio ** (-rank.float() / (NUM_CLASSES - 1))
     kept = []
@@ -102,13 +108,8 @@ def build_digits(name, data_root=None, image_size=None):
     x_test, p_test = _multilabel_canvases(opts["test"], opts["ratio"], test_src, gen, rank)
     # columns in arrival order
     y_train, y_test = p_train[:, order].float(), p_test[:, order].float()
-    sessions = session_splits(NUM_CLASSES, name.base, name.inc)
-    recipe, tf = _resize(image_size)
-    info = StreamInfo(str(name), "multi", [str(int(c)) for c in order], order.tolist(),
-                      sessions, y_train.sum(0).long().tolist(), recipe)
-    train_pool, test_pool = TensorPool(x_train), TensorPool(x_test)
-    return StreamData(info, multilabel_sets(train_pool, y_train, sessions, tf, True),
-                      multilabel_sets(test_pool, y_test, sessions, tf, False), y_train)
+    return _stream(name, "multi", order, (x_train, y_train), (x_test, y_test),
+                   y_train.sum(0).long().tolist(), image_size)
 
 
 def _singlelabel_canvases(counts, source, gen):
@@ -130,11 +131,7 @@ def build_digits_lt(name, data_root=None, image_size=None):
     x_train, l_train = _singlelabel_canvases(counts.clamp(min=1), train_src, gen)
     x_test, l_test = _singlelabel_canvases(
         torch.full((NUM_CLASSES,), opts["test_per_class"]), test_src, gen)
-    y_train, y_test = _reindex(l_train, order), _reindex(l_test, order)
-    sessions = session_splits(NUM_CLASSES, name.base, name.inc)
-    recipe, tf = _resize(image_size)
-    info = StreamInfo(str(name), "single", [str(int(c)) for c in order], order.tolist(),
-                      sessions, torch.bincount(y_train, minlength=NUM_CLASSES).tolist(), recipe)
-    train_pool, test_pool = TensorPool(x_train), TensorPool(x_test)
-    return StreamData(info, singlelabel_sets(train_pool, y_train, sessions, tf, True),
-                      singlelabel_sets(test_pool, y_test, sessions, tf, False), y_train)
+    position = positions(order)
+    y_train, y_test = position[l_train], position[l_test]
+    return _stream(name, "single", order, (x_train, y_train), (x_test, y_test),
+                   torch.bincount(y_train, minlength=NUM_CLASSES).tolist(), image_size)

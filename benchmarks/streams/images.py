@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from . import StreamData
-from .base import StreamError, StreamInfo, multilabel_sets, session_splits
+from .base import StreamError, StreamInfo, multilabel_sets, positions, session_splits
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -97,13 +97,6 @@ def arrival_order(num_classes: int, order: str, published: str, seed: int) -> to
     if order == published:
         return torch.arange(num_classes)
     return torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed))
-
-
-def positions(order: torch.Tensor) -> torch.Tensor:
-    """The arrival position of each dataset class id (the inverse of ``order``)."""
-    out = torch.empty_like(order)
-    out[order] = torch.arange(len(order))
-    return out
 
 
 class Split(NamedTuple):
