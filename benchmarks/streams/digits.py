@@ -78,11 +78,14 @@ def _compose(presence, source, gen):
     return canvas.permute(0, 1, 3, 2, 4).reshape(n, 1, SIZE, SIZE)
 
 
-def _arrival(gen):
-    """Class order (dataset ids in arrival order) and each class's frequency rank."""
+def _draw_setup(data_seed):
+    """The seeded generator, the two source halves, the class order (dataset ids in arrival
+    order) and each class's frequency rank."""
+    gen = torch.Generator().manual_seed(data_seed)
+    train_src, test_src = _source_split(gen)
     order = torch.randperm(NUM_CLASSES, generator=gen)
     rank = torch.randperm(NUM_CLASSES, generator=gen)
-    return order, rank
+    return gen, train_src, test_src, order, rank
 
 
 def _multilabel_canvases(n, ratio, source, gen, rank):
@@ -101,9 +104,7 @@ def _multilabel_canvases(n, ratio, source, gen, rank):
           description="embedded multi-label digit canvases, long-tailed (offline)")
 def build_digits(name, data_root=None, image_size=None):
     opts = name.options
-    gen = torch.Generator().manual_seed(opts["data_seed"])
-    train_src, test_src = _source_split(gen)
-    order, rank = _arrival(gen)
+    gen, train_src, test_src, order, rank = _draw_setup(opts["data_seed"])
     x_train, p_train = _multilabel_canvases(opts["train"], opts["ratio"], train_src, gen, rank)
     x_test, p_test = _multilabel_canvases(opts["test"], opts["ratio"], test_src, gen, rank)
     # columns in arrival order
@@ -124,9 +125,7 @@ def _singlelabel_canvases(counts, source, gen):
           description="embedded single-label long-tailed digits (offline)")
 def build_digits_lt(name, data_root=None, image_size=None):
     opts = name.options
-    gen = torch.Generator().manual_seed(opts["data_seed"])
-    train_src, test_src = _source_split(gen)
-    order, rank = _arrival(gen)
+    gen, train_src, test_src, order, rank = _draw_setup(opts["data_seed"])
     counts = (opts["n_max"] * opts["ratio"] ** (-rank.float() / (NUM_CLASSES - 1))).long()
     x_train, l_train = _singlelabel_canvases(counts.clamp(min=1), train_src, gen)
     x_test, l_test = _singlelabel_canvases(
