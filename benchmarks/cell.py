@@ -20,7 +20,7 @@ from tqdm import tqdm
 import methods
 from benchmarks import models, streams
 from benchmarks.metrics import ScoreCollector, summarize
-from benchmarks.runner.spec import RunSpec
+from benchmarks.runner.spec import RunSpec, new_record
 
 # Recipe keys every stream may leave out.
 TRAIN_DEFAULTS = {"device": "auto", "pretrained": None, "eval_batch_size": 256}
@@ -95,9 +95,7 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
 def run_cell(spec: RunSpec, progress: bool = False) -> dict:
     """Train and evaluate one cell; return its record (status ``done`` or ``failed``)."""
     start = time.perf_counter()
-    record = {"id": spec.id, "spec": spec.to_dict(), "status": "failed", "error": None,
-              "traceback": None, "env": None, "stream": None, "hparams": None, "train": None,
-              "sessions": [], "summary": None}
+    record = new_record(spec)
     try:
         _train_and_evaluate(spec, record, progress)
         record["status"] = "done"

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Optional, Sequence
 
-from .spec import RunSpec
+from .spec import RunSpec, new_record
 
 Cell = Callable[..., dict]
 
@@ -29,11 +29,8 @@ def threads_per_cell(workers: int) -> int:
 
 def failed_record(spec: RunSpec, exc: BaseException) -> dict:
     """The record of a cell whose execution raised instead of returning a record."""
-    return {"id": spec.id, "spec": spec.to_dict(), "status": "failed",
-            "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
-            "traceback": "".join(traceback.format_exception(exc)),
-            "env": None, "stream": None, "hparams": None, "train": None, "sessions": [],
-            "summary": None, "wall_time_s": None}
+    return {**new_record(spec), "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+            "traceback": "".join(traceback.format_exception(exc))}
 
 
 def run_local(specs: Sequence[RunSpec], *, workers: int = 1, cell: Optional[Cell] = None,

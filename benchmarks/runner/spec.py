@@ -43,3 +43,10 @@ class RunSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
         return cls(**{**d, "plugins": tuple(d.get("plugins", ()))})
+
+
+def new_record(spec: RunSpec) -> dict:
+    """A cell's record before it has run: status ``failed`` until the cell says otherwise."""
+    return {"id": spec.id, "spec": spec.to_dict(), "status": "failed", "error": None,
+            "traceback": None, "env": None, "stream": None, "hparams": None, "train": None,
+            "sessions": [], "summary": None, "wall_time_s": None}
