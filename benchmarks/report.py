@@ -69,6 +69,7 @@ def leaderboard(seeds: pd.DataFrame, current: Optional[str] = None) -> pd.DataFr
     """Mean and std over seeds of the done cells of each (stream, method, config)."""
     done = seeds[seeds["status"] == "done"]
     metrics = [c for c in done.columns if c not in CELL and done[c].notna().any()]
+    metrics.sort(key=lambda m: m == "forgetting")  # shared by both label modes: last
     rows = []
     for (stream, method, config), cells in done.groupby(ROW, sort=False):
         row = {"stream": stream, "label_mode": cells["label_mode"].iloc[0], "method": method,
