@@ -60,7 +60,6 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
         methods.load_plugin(path)
     method = methods.get(spec.method)
     hparams = methods.resolve_hparams(spec.method, spec.hparams)
-    seed_everything(spec.seed)
     benchmark, info = streams.build(spec.stream, spec.data_root, spec.train.get("image_size"))
     methods.check_label_mode(spec.method, info.label_mode)
     train = resolve_train(info.recipe, spec.train)
