@@ -25,6 +25,7 @@ per epoch, none per step).
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from typing import Optional
 
@@ -141,7 +142,7 @@ class CILTemplate(SupervisedTemplate):
 
     def _after_training_epoch(self, **kwargs):
         mean = float(self._loss_sum) / max(1, len(self.dataloader))
-        if not torch.isfinite(torch.tensor(mean)):
+        if not math.isfinite(mean):
             raise Diverged(f"training loss became {mean} in session {self.session}, "
                            f"epoch {len(self.epoch_losses)}")
         self.epoch_losses.append(mean)

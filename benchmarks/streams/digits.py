@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import torch
 from sklearn.datasets import load_digits
-from torchvision import transforms as T
 
 from . import StreamData, register
 from .base import (StreamInfo, TensorPool, multilabel_sets, positions, session_splits,
                    singlelabel_sets)
+from .images import resized
 
 GRID, CELL = 3, 8
 SIZE = GRID * CELL
@@ -28,18 +28,10 @@ RECIPE = dict(backbone="smallcnn", image_size=SIZE, epochs=4, optimizer="adam", 
               selection="herding", milestones=[], num_workers=0)
 
 
-def _resize(image_size):
-    """Recipe and transforms for an ``image_size`` override (canvases are 24x24)."""
-    if image_size in (None, SIZE):
-        return dict(RECIPE), None
-    resize = T.Resize((image_size, image_size), antialias=True)
-    return dict(RECIPE, image_size=image_size), {"train": resize, "eval": resize}
-
-
 def _stream(name, label_mode, order, train, test, counts, image_size) -> StreamData:
     """StreamData from (images, labels) of each split, labels in arrival order."""
     sessions = session_splits(NUM_CLASSES, name.base, name.inc)
-    recipe, tf = _resize(image_size)
+    recipe, tf = resized(RECIPE, image_size)
     info = StreamInfo(str(name), label_mode, [str(int(c)) for c in order], order.tolist(),
                       sessions, counts, recipe)
     make_sets = multilabel_sets if label_mode == "multi" else singlelabel_sets

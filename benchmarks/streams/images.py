@@ -67,6 +67,16 @@ def recipe(base: dict, image_size: Optional[int]) -> dict:
     return dict(base, image_size=image_size or base["image_size"])
 
 
+def resized(base: dict, image_size: Optional[int]) -> tuple[dict, Optional[dict]]:
+    """For tensor pools of ``base["image_size"]``: the recipe with the override, and Resize
+    transform groups when the override changes the size (None otherwise)."""
+    cfg = recipe(base, image_size)
+    if cfg["image_size"] == base["image_size"]:
+        return cfg, None
+    resize = T.Resize((cfg["image_size"],) * 2, antialias=True)
+    return cfg, {"train": resize, "eval": resize}
+
+
 def locate(dataset: str, data_root: Optional[str], parts: Sequence[str], layout: str,
            subdirs: Sequence[str] = ("",)) -> Path:
     """The first folder ``data_root/sub`` holding every path of ``parts`` (existence checks

@@ -14,11 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from torchvision import transforms as T
 
 from . import StreamData, register
 from .base import StreamInfo, multilabel_sets, session_splits
-from .images import MLCIL_RECIPE, recipe
+from .images import MLCIL_RECIPE, resized
 
 TEMPLATE = 8
 RECIPE = dict(MLCIL_RECIPE, epochs=1, lr=1e-4, num_workers=4)
@@ -70,9 +69,7 @@ def build_synthetic(name, data_root=None, image_size=None):
     order = torch.randperm(num_classes, generator=gen)
     y_train, y_test = p_train[:, order].float(), p_test[:, order].float()
     sessions = session_splits(num_classes, name.base, name.inc)
-    cfg = recipe(dict(RECIPE, image_size=size), image_size)
-    resize = T.Resize((cfg["image_size"],) * 2)
-    tf = None if cfg["image_size"] == size else {"train": resize, "eval": resize}
+    cfg, tf = resized(dict(RECIPE, image_size=size), image_size)
     info = StreamInfo(str(name), "multi", [str(int(c)) for c in order], order.tolist(),
                       sessions, y_train.sum(0).long().tolist(), cfg)
     train_pool = SyntheticPool(p_train, templates, size, seed, 0)
