@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader
+
+from .loader import batch_loader
 
 
 def fit(model: torch.nn.Module, dataset, loss_fn: Callable, *, epochs: int, batch_size: int,
         optimizer: torch.optim.Optimizer, device="cpu", num_workers: int = 0) -> list[float]:
-    """Train ``model`` on ``dataset`` (batches ``(x, y, mask, ...)``) for ``epochs``.
+    """Train ``model`` on ``dataset`` (a LabelledSet) for ``epochs``.
 
     ``loss_fn(logits, targets, mask)`` is any loss of strategies.losses (or alike). Returns
     the mean loss of every epoch (one host sync per epoch).
     """
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                        pin_memory=torch.device(device).type == "cuda")
+    loader = batch_loader(dataset, batch_size, shuffle=True, num_workers=num_workers,
+                          pin_memory=torch.device(device).type == "cuda")
     model.to(device).train()
     means = []
     for _ in range(epochs):

@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer
-from torch.utils.data import DataLoader
+
+from .loader import batch_loader
 
 
 def herding_order(features: torch.Tensor, k: int) -> torch.Tensor:
@@ -107,7 +108,7 @@ class LabelMemory(ExemplarsBuffer):
         model = strategy.model
         was_training = model.training
         model.eval()
-        loader = DataLoader(data, batch_size=self.batch_size, num_workers=self.num_workers)
+        loader = batch_loader(data, self.batch_size, num_workers=self.num_workers)
         feats = torch.cat([model.features(batch[0].to(strategy.device)).float().cpu()
                            for batch in loader])
         model.train(was_training)

@@ -176,6 +176,19 @@ class LabelledSet(AvalancheDataset):
         """Other rows of the same pool, with this set's transforms and current group."""
         return LabelledSet(self.pool, index, targets, mask, session, self.transforms, self.group)
 
+    def batch(self, rows: Sequence[int]) -> tuple:
+        """The collated ``(x, y, mask, session)`` of ``rows``: one ``pool.take`` when the pool
+        has it and the current group has no transform, else one transform per sample."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        index = self.index[rows]
+        transform = self.transforms.get(self.group)
+        if transform is None and hasattr(self.pool, "take"):
+            images = self.pool.take(index)
+        else:
+            transform = transform or (lambda image: image)
+            images = torch.stack([transform(self.pool[int(i)]) for i in index])
+        return images, self.targets[rows], self.mask[rows], self.session[rows]
+
     def subset(self, indices: Sequence[int]) -> "LabelledSet":
         i = torch.as_tensor(indices, dtype=torch.long)
         return self.with_rows(self.index[i], self.targets[i], self.mask[i], self.session[i])
@@ -300,3 +313,7 @@ class TensorPool(Dataset):
 
     def __getitem__(self, i):
         return self.images[i]
+
+    def take(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at ``index`` as one batch."""
+        return self.images[index]
