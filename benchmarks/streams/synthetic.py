@@ -3,11 +3,12 @@
 Class ``c`` (frequency rank ``c``) is present in an image with probability
 ``0.5 * ratio^(-c/(C-1))``; an image with no class gets one drawn from those
 probabilities. Each class owns a fixed random 8x8 RGB template; an image is the sum of its
-classes' templates, each scaled by a random factor in [0.5, 1.5], upsampled to
-``size`` x ``size`` plus Gaussian noise. Images are generated on access from a generator
-seeded by ``data_seed``, the split and the index, so ``pool[i]`` is always the same image and
-memory stays flat; only the label matrix is held. Class order: a permutation seeded by
-``data_seed``. Any protocol that divides ``classes`` is valid.
+classes' templates, each scaled by a per-image random factor in [0.5, 1.5], upsampled to
+``size`` x ``size`` (or the ``image_size`` override), plus one of 16 fixed Gaussian noise
+fields. Images are generated on access, a whole batch in one go (``pool.take``), so memory
+stays flat; only the labels and scale factors are held. Everything is seeded by
+``data_seed``. Class order: a permutation seeded by ``data_seed``. Any protocol that
+divides ``classes`` is valid.
 """
 from __future__ import annotations
 
@@ -17,32 +18,37 @@ from torch.utils.data import Dataset
 
 from . import StreamData, register
 from .base import StreamInfo, multilabel_sets, session_splits
-from .images import MLCIL_RECIPE, resized
+from .images import MLCIL_RECIPE, recipe
 
 TEMPLATE = 8
+NOISE_FIELDS = 16
 RECIPE = dict(MLCIL_RECIPE, epochs=1, lr=1e-4, num_workers=4)
 
 
 class SyntheticPool(Dataset):
-    """Images of one split, generated deterministically per index from ``presence`` (N, C)
-    (dataset class ids) and the class ``templates`` (C, 3, 8, 8)."""
+    """Images of one split, generated from ``presence`` (N, C) (dataset class ids), the class
+    ``templates`` (C, 3, 8, 8), and per-image scale factors and noise fields drawn from
+    ``gen``."""
 
-    def __init__(self, presence: torch.Tensor, templates: torch.Tensor, size: int, seed: int,
-                 split: int):
-        self.presence, self.templates = presence, templates
-        self.size, self.seed, self.split = size, seed, split
+    def __init__(self, presence: torch.Tensor, templates: torch.Tensor, size: int,
+                 gen: torch.Generator):
+        self.weights = presence * (0.5 + torch.rand(presence.shape, generator=gen))
+        self.templates = templates
+        self.noise = 0.5 * torch.randn(NOISE_FIELDS, 3, size, size, generator=gen)
+        self.size = size
 
     def __len__(self):
-        return len(self.presence)
+        return len(self.weights)
 
     def __getitem__(self, i):
-        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + int(i)) * 2 + self.split)
-        present = torch.nonzero(self.presence[i]).flatten()
-        scale = 0.5 + torch.rand(len(present), 1, 1, 1, generator=gen)
-        pattern = (scale * self.templates[present]).sum(0, keepdim=True)
-        image = F.interpolate(pattern, size=(self.size, self.size), mode="bilinear",
-                              align_corners=False)[0]
-        return image + 0.5 * torch.randn(image.shape, generator=gen)
+        return self.take(torch.tensor([int(i)]))[0]
+
+    def take(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at ``index`` (B, 3, size, size), generated as one batch."""
+        pattern = torch.einsum("bc,cjhw->bjhw", self.weights[index], self.templates)
+        images = F.interpolate(pattern, size=(self.size, self.size), mode="bilinear",
+                               align_corners=False)
+        return images + self.noise[index % NOISE_FIELDS]
 
 
 def _presence(n: int, probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -69,10 +75,10 @@ def build_synthetic(name, data_root=None, image_size=None):
     order = torch.randperm(num_classes, generator=gen)
     y_train, y_test = p_train[:, order].float(), p_test[:, order].float()
     sessions = session_splits(num_classes, name.base, name.inc)
-    cfg, tf = resized(dict(RECIPE, image_size=size), image_size)
+    cfg = recipe(dict(RECIPE, image_size=size), image_size)
     info = StreamInfo(str(name), "multi", [str(int(c)) for c in order], order.tolist(),
                       sessions, y_train.sum(0).long().tolist(), cfg)
-    train_pool = SyntheticPool(p_train, templates, size, seed, 0)
-    test_pool = SyntheticPool(p_test, templates, size, seed, 1)
-    return StreamData(info, multilabel_sets(train_pool, y_train, sessions, tf, True),
-                      multilabel_sets(test_pool, y_test, sessions, tf, False), y_train)
+    train_pool = SyntheticPool(p_train.float(), templates, cfg["image_size"], gen)
+    test_pool = SyntheticPool(p_test.float(), templates, cfg["image_size"], gen)
+    return StreamData(info, multilabel_sets(train_pool, y_train, sessions, None, True),
+                      multilabel_sets(test_pool, y_test, sessions, None, False), y_train)
