@@ -23,7 +23,8 @@ from benchmarks.metrics import ScoreCollector, summarize
 from benchmarks.runner.spec import RunSpec, new_record
 
 # Recipe keys every stream may leave out.
-TRAIN_DEFAULTS = {"device": "auto", "pretrained": None, "eval_batch_size": 256}
+TRAIN_DEFAULTS = {"device": "auto", "pretrained": None, "eval_batch_size": 256, "amp": "off",
+                  "channels_last": False}
 
 
 def resolve_train(recipe: dict, overrides: dict) -> dict:

@@ -52,7 +52,8 @@ class MethodContext:
                    plugins=[*plugins, *extra], device=self.device,
                    train_mb_size=self.train["batch_size"], train_epochs=self.train["epochs"],
                    eval_mb_size=self.train["eval_batch_size"],
-                   num_workers=self.train["num_workers"], **kwargs)
+                   num_workers=self.train["num_workers"], amp=self.train["amp"],
+                   channels_last=self.train["channels_last"], **kwargs)
 
     def memory(self) -> MemoryPlugin:
         """The replay memory the recipe asks for (size, per_class|total, herding|random)."""

@@ -21,6 +21,9 @@ as state that plugins read inside Avalanche's usual hooks:
 The loss is ``criterion(logits[:, :n_seen], targets, mask[:, :n_seen])`` (see losses.py).
 A non-finite training loss raises :class:`Diverged` at the end of the epoch (one host sync
 per epoch, none per step).
+
+``amp`` (``off``/``bf16``/``fp16``) runs the model under autocast with float32 logits (fp16 with
+a GradScaler, unscaled before ``after_backward``); ``channels_last`` converts model and batches.
 """
 from __future__ import annotations
 
@@ -33,7 +36,11 @@ import torch
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
+from .loader import batch_loader
 from .losses import default_loss
+
+# The ``amp`` setting -> autocast dtype (None: autocast off).
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Diverged(RuntimeError):
@@ -60,7 +67,9 @@ class CILTemplate(SupervisedTemplate):
 
     def __init__(self, *, model, optimizer, info, criterion=None, plugins=(), evaluator=None,
                  device="cpu", train_mb_size=64, train_epochs=1, eval_mb_size=256,
-                 num_workers: int = 0):
+                 num_workers: int = 0, amp: str = "off", channels_last: bool = False):
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"unknown amp {amp!r}; accepted: {', '.join(AMP_DTYPES)}")
         super().__init__(
             model=model, optimizer=optimizer,
             criterion=criterion or default_loss(info.label_mode),
@@ -69,6 +78,11 @@ class CILTemplate(SupervisedTemplate):
             evaluator=evaluator or silent_evaluator(), eval_every=-1)
         self.info = info
         self.num_workers = num_workers
+        self.amp_dtype = AMP_DTYPES[amp]
+        self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.session = -1
         self.n_seen = 0
         self.n_old = 0
@@ -94,12 +108,36 @@ class CILTemplate(SupervisedTemplate):
             return None
         if self._prev_output is None:
             with torch.no_grad():
-                self._prev_output = self.prev_model(self.mb_x)
+                self._prev_output = self._logits(self.prev_model)
         return self._prev_output
 
+    def _logits(self, model: torch.nn.Module) -> torch.Tensor:
+        """``model`` on the current batch under the ``amp`` autocast, as float32 logits."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype,
+                            enabled=self.amp_dtype is not None):
+            return model(self.mb_x).float()
+
     # --- template steps -----------------------------------------------------------------
+    def _unpack_minibatch(self):
+        super()._unpack_minibatch()
+        if self.channels_last and self.mbatch[0].dim() == 4:
+            self.mbatch[0] = self.mbatch[0].contiguous(memory_format=torch.channels_last)
+
     def forward(self):
-        return self.model(self.mb_x)
+        return self._logits(self.model)
+
+    def backward(self):
+        """Plain backward; with fp16, scaled, then unscaled so plugins see true gradients."""
+        if self.scaler is None:
+            return super().backward()
+        self.scaler.scale(self.loss).backward(retain_graph=self.retain_graph)
+        self.scaler.unscale_(self.optimizer)
+
+    def optimizer_step(self):
+        if self.scaler is None:
+            return super().optimizer_step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     def criterion(self):
         n = self.n_seen
@@ -117,16 +155,20 @@ class CILTemplate(SupervisedTemplate):
             self.prev_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         super()._before_training_exp(**kwargs)
 
-    def make_train_dataloader(self, **kwargs):
+    def make_train_dataloader(self, num_workers=None, shuffle=True, drop_last=False, **kwargs):
+        """A batch loader over the adapted dataset (see strategies/loader.py)."""
         self.class_counts = label_counts(self.adapted_dataset, self.info.num_classes,
                                          self.info.label_mode).to(self.device)
-        workers = kwargs.pop("num_workers", self.num_workers)
-        kwargs.setdefault("persistent_workers", workers > 0)
-        super().make_train_dataloader(num_workers=workers, **kwargs)
+        self.dataloader = self._loader(self.train_mb_size, num_workers, shuffle, drop_last)
 
-    def make_eval_dataloader(self, **kwargs):
-        kwargs.setdefault("num_workers", self.num_workers)
-        super().make_eval_dataloader(**kwargs)
+    def make_eval_dataloader(self, num_workers=None, **kwargs):
+        self.dataloader = self._loader(self.eval_mb_size, num_workers, False, False)
+
+    def _loader(self, batch_size, num_workers, shuffle, drop_last):
+        workers = self.num_workers if num_workers is None else num_workers
+        return batch_loader(self.adapted_dataset, batch_size, shuffle=shuffle,
+                            drop_last=drop_last, num_workers=workers,
+                            pin_memory=self.device.type == "cuda")
 
     def _before_training_iteration(self, **kwargs):
         self._prev_output = None
