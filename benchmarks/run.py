@@ -37,7 +37,10 @@ DEFAULT_STREAM = "digits:B0-C2"
 DEFAULT_SEEDS = "0,1,2"
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device", "backbone", "pretrained",
-               "image_size")
+               "image_size", "amp", "channels_last")
+
+# Config keys that are on/off switches on the command line.
+SWITCHES = ("channels_last",)
 
 
 class UsageError(Exception):
@@ -82,6 +85,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=_at_least(int, 8), help="input side in pixels")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="auto: cuda when available (default: the stream's recipe)")
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"],
+                   help="mixed-precision training (default off)")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="channels-last memory format for the model and image batches")
     p.add_argument("--data-root", help="where real datasets live")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="override a method hyperparameter (repeatable)")
@@ -90,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin", action="append", default=[], metavar="FILE",
                    help="a method file to load (repeatable)")
     p.add_argument("--workers", type=_at_least(int, 1), help="cells in parallel (default 1)")
+    p.add_argument("--threads", type=_at_least(int, 1),
+                   help="torch threads per cell (default: CPU cores / workers)")
     p.add_argument("--executor", choices=["local", "ray"], help="default local")
     p.add_argument("--ray-address", help="an existing Ray cluster (default: a local instance)")
     p.add_argument("--out", help="results folder (default results/<name>)")
@@ -113,6 +122,7 @@ class Plan:
     out: Path
     rerun: list[str]
     workers: int
+    threads: Optional[int]
     executor: str
     ray_address: Optional[str]
     tensorboard: bool
@@ -156,6 +166,8 @@ def _config_argv(config: dict) -> list[str]:
                        for t in ("--set", f"{method}.{k}={text(v)}")]
         elif key == "plugins":
             tokens += [t for plugin in split_list(value) for t in ("--plugin", plugin)]
+        elif key in SWITCHES:  # given when true
+            tokens += [f"--{key.replace('_', '-')}"] if value else []
         elif key != "grid" and value is not None:
             value = ",".join(map(str, value)) if isinstance(value, list) else text(value)
             tokens += [f"--{key.replace('_', '-')}", value]
@@ -197,7 +209,7 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     name = args.name or (Path(args.config).stem if args.config else "default")
     out = Path(args.out or Path("results") / name)
     _check_writable(out)
-    return Plan(grid.specs, grid.skipped, out, rerun, args.workers or 1, executor,
+    return Plan(grid.specs, grid.skipped, out, rerun, args.workers or 1, args.threads, executor,
                 args.ray_address, args.tensorboard, args.quiet)
 
 
@@ -249,9 +261,10 @@ def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
                cell: Optional[Callable[..., dict]]) -> None:
     """Run ``todo`` on the plan's executor; stamp, store (and log) each record on arrival."""
     if plan.executor == "ray":
-        records = run_ray(todo, workers=plan.workers, address=plan.ray_address, cell=cell)
+        records = run_ray(todo, workers=plan.workers, address=plan.ray_address, cell=cell,
+                          threads=plan.threads)
     else:
-        records = run_local(todo, workers=plan.workers, cell=cell,
+        records = run_local(todo, workers=plan.workers, cell=cell, threads=plan.threads,
                             progress=not plan.quiet and plan.workers == 1)
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=plan.quiet) as bar:
         for record in records:

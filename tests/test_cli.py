@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import fake_cell
 from benchmarks.run import main
@@ -135,6 +136,7 @@ def test_a_config_file_expands_hyperparameter_lists_under_the_flags(tmp_path, mo
                                                                    capsys):
     config = tmp_path / "sweep.yaml"
     config.write_text(f"methods: [toy]\nplugins: [{TOY}]\nseeds: [0]\nepochs: 2\n"
+                      "amp: bf16\nchannels_last: true\n"
                       "set: {toy: {steps: 3}}\ngrid: {toy: {alpha: [0.5, 1.5]}}\n")
     monkeypatch.chdir(tmp_path)
     assert main(["--config", str(config), "--seeds", "1,2", "--quiet"],
@@ -144,7 +146,8 @@ def test_a_config_file_expands_hyperparameter_lists_under_the_flags(tmp_path, mo
     specs = [r["spec"] for r in Store(tmp_path / "results" / "sweep").load_all().values()]
     assert sorted((s["hparams"]["alpha"], s["seed"]) for s in specs) == [
         (0.5, 1), (0.5, 2), (1.5, 1), (1.5, 2)]
-    assert all(s["hparams"]["steps"] == 3 and s["train"] == {"epochs": 2} for s in specs)
+    assert all(s["hparams"]["steps"] == 3 for s in specs)
+    assert all(s["train"] == {"epochs": 2, "amp": "bf16", "channels_last": True} for s in specs)
 
 
 def test_list_shows_methods_with_defaults_and_streams_with_protocols(capsys):
@@ -152,6 +155,20 @@ def test_list_shows_methods_with_defaults_and_streams_with_protocols(capsys):
     out = capsys.readouterr().out
     assert "  toy  [multi/single-label]" in out and "defaults: alpha=1.0, steps=2, mode='ok'" in out
     assert "  digits  [multi-label]" in out and "protocols: B0-C2, B4-C2" in out
+
+
+def test_threads_sets_each_cells_torch_threads_and_not_its_id(tmp_path):
+    argv = ["--methods", "toy", "--plugin", TOY, "--seeds", "0", "--quiet"]
+    threads = torch.get_num_threads()
+    try:
+        assert main([*argv, "--out", str(tmp_path / "a")], cell=fake_cell.run_cell) == 0
+        assert main([*argv, "--out", str(tmp_path / "b"), "--threads", "1"],
+                    cell=fake_cell.run_cell) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (a,), (b,) = (Store(tmp_path / name).load_all().values() for name in "ab")
+    assert a["id"] == b["id"] and a["spec"] == b["spec"]
+    assert a["env"]["threads"] == os.cpu_count() and b["env"]["threads"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +196,8 @@ def existing(tmp_path_factory):
     (["--streams", "voc:B0-C4", "--data-root", "/nonexistent"], "voc data not found"),
     (["--out", __file__ + "/sub"], "is not writable"),
     (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got '0'"),
+    (["--threads", "0"], "argument --threads: expected an integer >= 1, got '0'"),
+    (["--amp", "fp8"], "argument --amp: invalid choice: 'fp8'"),
     (["--executor", "dask"], "argument --executor: invalid choice: 'dask'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--methods", "toy_single"], "nothing to run: skipping toy_single on digits:B0-C2: "),

@@ -3,7 +3,7 @@
 Workers only return records; the driver writes them. ``cell`` is the cell function
 ``cell(spec, progress=False) -> record`` (default :func:`benchmarks.cell.run_cell`); it must be
 importable by name for worker processes, and loads the spec's method plugins itself. Torch
-threads are divided between the cells that run at once.
+threads are divided between the cells that run at once, unless ``threads`` sets each cell's.
 """
 from __future__ import annotations
 
@@ -34,12 +34,13 @@ def failed_record(spec: RunSpec, exc: BaseException) -> dict:
 
 
 def run_local(specs: Sequence[RunSpec], *, workers: int = 1, cell: Optional[Cell] = None,
-              progress: bool = False) -> Iterator[dict]:
+              progress: bool = False, threads: Optional[int] = None) -> Iterator[dict]:
     """Run ``specs`` in a pool of ``workers`` spawned processes, or in this process (with
     per-session progress bars when ``progress``) for one worker."""
     cell = cell or _default_cell()
+    threads = threads or threads_per_cell(workers)
     if workers == 1:
-        _set_threads(threads_per_cell(1))
+        _set_threads(threads)
         for spec in specs:
             try:
                 yield cell(spec, progress=progress)
@@ -47,7 +48,7 @@ def run_local(specs: Sequence[RunSpec], *, workers: int = 1, cell: Optional[Cell
                 yield failed_record(spec, exc)
         return
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_set_threads, initargs=(threads_per_cell(workers),))
+                               initializer=_set_threads, initargs=(threads,))
     # At most one cell per worker is handed over, so that after Ctrl-C no worker starts another.
     queue, running = iter(specs), {}
     try:
@@ -68,7 +69,7 @@ def run_local(specs: Sequence[RunSpec], *, workers: int = 1, cell: Optional[Cell
 
 
 def run_ray(specs: Sequence[RunSpec], *, workers: int = 1, address: Optional[str] = None,
-            cell: Optional[Cell] = None) -> Iterator[dict]:
+            cell: Optional[Cell] = None, threads: Optional[int] = None) -> Iterator[dict]:
     """Run each spec as a Ray task on the cluster at ``address`` (a local instance when None;
     a cluster's nodes need the suite installed).
 
@@ -78,7 +79,7 @@ def run_ray(specs: Sequence[RunSpec], *, workers: int = 1, address: Optional[str
     import ray
 
     cell = cell or _default_cell()
-    threads = threads_per_cell(workers)
+    threads = threads or threads_per_cell(workers)
     ray.init(address=address, num_cpus=None if address else os.cpu_count(),
              include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:

@@ -29,8 +29,8 @@ from .spec import RunSpec
 
 # Keys of a grid YAML: the CLI's long options (underscored) plus ``grid``.
 CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "memory",
-               "backbone", "pretrained", "image_size",
-               "device", "data_root", "set", "grid", "plugins", "workers", "executor",
+               "backbone", "pretrained", "image_size", "amp", "channels_last",
+               "device", "data_root", "set", "grid", "plugins", "workers", "threads", "executor",
                "ray_address", "name", "out")
 
 
