@@ -14,6 +14,22 @@ from typing import Iterable
 from .spec import RunSpec
 
 
+def write_json(target: Path, data) -> Path:
+    """Write ``data`` as JSON to ``target`` atomically (a temp file beside it, then rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return target
+
+
 class Store:
     """The records of one results folder."""
 
@@ -25,19 +41,7 @@ class Store:
 
     def write(self, record: dict) -> Path:
         """Write ``record`` as ``records/<id>.json``, replacing any older one atomically."""
-        self.records.mkdir(parents=True, exist_ok=True)
-        target = self.path(record["id"])
-        fd, tmp = tempfile.mkstemp(dir=self.records, prefix=f".{record['id']}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        return target
+        return write_json(self.path(record["id"]), record)
 
     def load_all(self) -> dict[str, dict]:
         """Every record in the folder by id (temp files are not records)."""
