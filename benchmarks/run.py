@@ -47,7 +47,9 @@ class UsageError(Exception):
     """A command-line mistake: reported as one line, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise UsageError (one line, exit 2) instead of exiting."""
+
     def error(self, message):
         raise UsageError(message)
 
@@ -67,7 +69,7 @@ def _at_least(kind, minimum):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m benchmarks.run",
+    p = Parser(prog="python -m benchmarks.run",
                 description="Run methods x streams x seeds, store a record per cell, and "
                             "write a leaderboard with plots.")
     p.add_argument("--methods", help="comma-separated method names (see --list)")
@@ -208,12 +210,12 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
             raise UsageError("--device cuda: no CUDA device here; accepted: auto, cpu")
     name = args.name or (Path(args.config).stem if args.config else "default")
     out = Path(args.out or Path("results") / name)
-    _check_writable(out)
+    check_writable(out)
     return Plan(grid.specs, grid.skipped, out, rerun, args.workers or 1, args.threads, executor,
                 args.ray_address, args.tensorboard, args.quiet)
 
 
-def _check_writable(out: Path) -> None:
+def check_writable(out: Path) -> None:
     """Raise UsageError unless ``out`` is, or can be created as, a writable folder."""
     probe = out
     while not probe.exists() and probe != probe.parent:

@@ -1,0 +1,171 @@
+"""Training-loop figures: the suite against a hand-written PyTorch loop, and each method's
+cost per training sample against fine-tuning.
+
+Both compare runs interleaved in one process (A, B, B, A, ...) and report median ratios,
+because a shared machine drifts more between minutes than between neighbouring runs.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from avalanche.core import SupervisedPlugin
+
+import methods
+from benchmarks import models, streams
+from benchmarks.cell import TRAIN_DEFAULTS
+from methods._context import make_optimizer
+from strategies.losses import default_loss
+
+
+@dataclass
+class Session:
+    """One stream's session to train on, with the recipe to train it by."""
+
+    stream: str
+    session: int
+    train: dict  # overrides of the stream's recipe
+    device: str = "cpu"
+
+    def build(self):
+        built = streams.build(self.stream, image_size=self.train.get("image_size"))
+        train = {**TRAIN_DEFAULTS, **built.info.recipe, **self.train, "device": self.device}
+        return built, train
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _model(info, train, device, in_channels):
+    torch.manual_seed(0)
+    model = models.build(train["backbone"], info.num_classes, in_channels, None).to(device)
+    if train.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def suite_seconds(built, train, session: int, method: str = "finetune",
+                  plugins=()) -> float:
+    """Seconds ``method``'s strategy takes to train ``session`` (earlier ones untimed)."""
+    device = torch.device(train["device"])
+    exps = list(built.benchmark.train_stream)[: session + 1]
+    model = _model(built.info, train, device, exps[0].dataset[0][0].shape[0])
+    recipe = methods.get(method)
+    hparams = methods.resolve_hparams(method, {})
+    ctx = methods.MethodContext(model, built.info, hparams, train, built.benchmark, device,
+                                list(plugins))
+    strategy = recipe.build(ctx)
+    for exp in exps[:-1]:
+        strategy.train(exp)
+    _sync(device)
+    start = time.perf_counter()
+    strategy.train(exps[-1])
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def hand_seconds(built, train, session: int, data) -> float:
+    """Seconds a plain PyTorch loop takes over the same tensors ``data = (x, y, mask)``:
+    the same model, optimizer, loss, batch size, epochs and (when set) autocast and
+    channels-last, with pinned host tensors copied to the device batch by batch."""
+    device = torch.device(train["device"])
+    x, y, mask = data
+    n_seen = built.info.seen_after(session)
+    model = _model(built.info, train, device, x.shape[1]).train()
+    optimizer = make_optimizer(model, train)
+    loss_fn = default_loss(built.info.label_mode)
+    amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[train["amp"]]
+    scaler = torch.amp.GradScaler(device.type, enabled=train["amp"] == "fp16")
+    memory_format = torch.channels_last if train.get("channels_last") else torch.contiguous_format
+    batch = train["batch_size"]
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(train["epochs"]):
+        for rows in torch.randperm(len(x)).split(batch):
+            xb = x[rows].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            yb = y[rows].to(device, non_blocking=True)
+            mb = mask[rows].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                logits = model(xb).float()
+            target = yb[:, :n_seen] if built.info.label_mode == "multi" else yb
+            loss = loss_fn(logits[:, :n_seen], target, mb[:, :n_seen])
+            optimizer.zero_grad()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def session_tensors(built, session: int, device: torch.device):
+    """The session's training set as three host tensors (pinned for a CUDA device)."""
+    data = built.benchmark.train_stream[session].dataset
+    x, y, mask, _ = data.batch(range(len(data)))
+    if device.type == "cuda":
+        x, y, mask = x.pin_memory(), y.pin_memory(), mask.pin_memory()
+    return x, y, mask
+
+
+def step_overhead(where: Session, repeats: int) -> dict:
+    """Samples/s of the suite's ``finetune`` and of the hand loop; median time ratio."""
+    built, train = where.build()
+    data = session_tensors(built, where.session, torch.device(train["device"]))
+    samples = len(data[0]) * train["epochs"]
+    suite_seconds(built, train, where.session)  # warm-up: allocator, kernels, autotuning
+    hand_seconds(built, train, where.session, data)
+    suite, hand = [], []
+    for r in range(repeats):
+        runs = [(suite, lambda: suite_seconds(built, train, where.session)),
+                (hand, lambda: hand_seconds(built, train, where.session, data))]
+        for times, run in runs[:: 1 if r % 2 == 0 else -1]:
+            times.append(run())
+    ratios = [s / h for s, h in zip(suite, hand)]
+    return {"ratio": statistics.median(ratios), "ratios": ratios,
+            "suite_samples_per_s": samples / statistics.median(suite),
+            "hand_samples_per_s": samples / statistics.median(hand),
+            "samples": samples, "threads": torch.get_num_threads(), "stream": where.stream,
+            "session": where.session, "train": train}
+
+
+class SampleCounter(SupervisedPlugin):
+    """Counts the training samples a strategy processes (memory and extra rows included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.samples = 0
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.samples = 0
+
+    def after_training_iteration(self, strategy, **kwargs):
+        self.samples += len(strategy.mb_x)
+
+
+def method_costs(where: dict, repeats: int) -> dict:
+    """Seconds per training sample of every registered method over ``finetune``'s, on the
+    session ``where[mode]`` (a Session) of the first label mode the method supports."""
+    groups: dict[str, list[str]] = {}
+    for name, method in sorted(methods.discover().items()):
+        mode = next((mode for mode in where if mode in method.label_modes), None)
+        if mode and name != "finetune":
+            groups.setdefault(mode, []).append(name)
+    costs = {}
+    for mode, names in groups.items():
+        built, train = where[mode].build()
+        times = {name: [] for name in ["finetune", *names]}
+        for _ in range(repeats):
+            for name, seconds in times.items():
+                counter = SampleCounter()
+                elapsed = suite_seconds(built, train, where[mode].session, name, [counter])
+                seconds.append(elapsed / counter.samples)
+        base = statistics.median(times["finetune"])
+        for name, seconds in times.items():
+            costs.setdefault(name, {"ratio": statistics.median(seconds) / base,
+                                    "us_per_sample": 1e6 * statistics.median(seconds),
+                                    "stream": where[mode].stream,
+                                    "session": where[mode].session})
+    return costs

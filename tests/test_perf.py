@@ -1,0 +1,67 @@
+"""The performance harness in quick mode: every row is produced and written; no time is
+asserted."""
+import json
+import math
+
+import pytest
+import torch
+
+from benchmarks import streams
+from benchmarks.perf import __main__ as perf
+from benchmarks.perf.training import Session
+
+
+def test_quick_mode_produces_every_row(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "perf.json"
+    assert perf.main(["--quick", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    rows = {(r["row"], r["name"]): r for r in report["rows"]}
+    assert sorted({r["row"] for r in report["rows"]}) == list(perf.ROWS)
+    for (number, name), r in rows.items():
+        if number != "6":
+            assert isinstance(r["value"], float) and math.isfinite(r["value"]) and r["value"] > 0
+    costs = {name.split(", ")[1].split(" /")[0]: r for (n, name), r in rows.items() if n == "2"}
+    assert set(costs) == {"finetune", "joint", "lwf", "replay"}
+    assert costs["finetune"]["value"] == 1.0 and costs["replay"]["target"] == "<= 1.1"
+    grid = next(r for (n, _), r in rows.items() if n == "4")
+    assert [run["command"].split("--workers ")[1] for run in grid["detail"]["runs"]] == [
+        "1", "2", "1 --threads 1"]
+    gpu = next(r for (n, _), r in rows.items() if n == "6")
+    assert gpu["value"] is None and "no CUDA device" in gpu["detail"]["skipped"]
+    printed = capsys.readouterr().out
+    assert printed.count("\n| ") == len(report["rows"]) and "| 6 |" in printed
+    assert report["quick"] and report["machine"]["cores"] >= 1
+
+
+def test_the_gpu_row_measures_amp_and_channels_last_loops_on_any_device():
+    session = Session("synthetic:B0-C5?classes=10&train=48&test=16&size=16", 0,
+                      {"backbone": "smallcnn", "amp": "bf16", "channels_last": True,
+                       "epochs": 1, "batch_size": 16, "num_workers": 0}, "cpu")
+    got = perf.gpu_row(session, 1, "suite / hand loop")
+    assert got["value"] > 0 and got["detail"]["device"] == "cpu"
+    assert got["detail"]["samples"] == len(streams.build(session.stream).benchmark
+                                           .train_stream[0].dataset)
+    assert got["detail"]["train"]["amp"] == "bf16" and got["detail"]["train"]["channels_last"]
+
+
+def test_a_broken_row_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(perf.MEASURES, "4", lambda size: 1 / 0)
+    out = tmp_path / "perf.json"
+    assert perf.main(["--quick", "--rows", "4,3", "--out", str(out)]) == 1
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["row"] for r in rows] == ["4", "3"]
+    assert rows[0]["value"] is None and "ZeroDivisionError" in rows[0]["detail"]["error"]
+    assert rows[1]["value"] > 0
+    assert "row 4 failed: ZeroDivisionError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rows", "7"], "--rows 7: accepted rows are 1, 2, 3, 4, 5, 6"),
+    (["--rows", ","], "--rows is empty"),
+    (["--out", "."], "is a folder"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    assert perf.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
