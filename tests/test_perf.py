@@ -6,12 +6,22 @@ import math
 import pytest
 import torch
 
+import methods
 from benchmarks import streams
 from benchmarks.perf import __main__ as perf
 from benchmarks.perf.training import Session
+from methods import _registry
 
 
-def test_quick_mode_produces_every_row(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def builtin_methods(monkeypatch):
+    """The registry holding only the suite's own methods (other tests register toys)."""
+    methods.discover()
+    own = {k: m for k, m in _registry._METHODS.items() if m.build.__module__.startswith("methods.")}
+    monkeypatch.setattr(_registry, "_METHODS", own)
+
+
+def test_quick_mode_produces_every_row(tmp_path, monkeypatch, capsys, builtin_methods):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "perf.json"
     assert perf.main(["--quick", "--out", str(out)]) == 0
@@ -43,6 +53,19 @@ def test_the_gpu_row_measures_amp_and_channels_last_loops_on_any_device():
     assert got["detail"]["samples"] == len(streams.build(session.stream).benchmark
                                            .train_stream[0].dataset)
     assert got["detail"]["train"]["amp"] == "bf16" and got["detail"]["train"]["channels_last"]
+
+
+def test_a_method_that_breaks_gets_a_failed_row_and_the_others_are_measured(
+        monkeypatch, builtin_methods):
+    @methods.register("perf_explodes", label_modes={"single"})  # measured on digits-lt
+    def build(ctx):
+        raise RuntimeError("cannot be built")
+
+    rows = {r["name"]: r for r in perf.cost_rows(perf.SIZES["quick"])}
+    broken = rows["per-sample cost, perf_explodes / finetune"]
+    assert broken["value"] is None and broken["detail"]["error"] == "RuntimeError: cannot be built"
+    assert rows["per-sample cost, lwf / finetune"]["value"] > 0
+    assert rows["per-sample cost, finetune / finetune"]["detail"]["stream"].startswith("digits:")
 
 
 def test_a_broken_row_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):

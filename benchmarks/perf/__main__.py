@@ -76,10 +76,10 @@ def cost_rows(size) -> list[dict]:
     rows = []
     for name, got in method_costs(size["costs"], size["cost_repeats"]).items():
         target = COST_TARGETS.get(name)
-        rows.append(row("2", f"per-sample cost, {name} / finetune", got.pop("ratio"), "x",
-                        target and f"<= {target}", None, **got))
-        if target:
-            rows[-1]["ok"] = rows[-1]["value"] <= target
+        value = got.pop("ratio", None)
+        ok = None if target is None or value is None else value <= target
+        rows.append(row("2", f"per-sample cost, {name} / finetune", value, "x",
+                        target and f"<= {target}", ok, **got))
     return rows
 
 

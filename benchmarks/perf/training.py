@@ -159,13 +159,19 @@ def method_costs(where: dict, repeats: int) -> dict:
         times = {name: [] for name in ["finetune", *names]}
         for _ in range(repeats):
             for name, seconds in times.items():
+                if "error" in costs.get(name, {}):
+                    continue
                 counter = SampleCounter()
-                elapsed = suite_seconds(built, train, where[mode].session, name, [counter])
+                try:
+                    elapsed = suite_seconds(built, train, where[mode].session, name, [counter])
+                except Exception as exc:  # one broken method does not stop the others
+                    costs[name] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+                    continue
                 seconds.append(elapsed / counter.samples)
         base = statistics.median(times["finetune"])
         for name, seconds in times.items():
-            costs.setdefault(name, {"ratio": statistics.median(seconds) / base,
-                                    "us_per_sample": 1e6 * statistics.median(seconds),
-                                    "stream": where[mode].stream,
-                                    "session": where[mode].session})
+            if name not in costs:
+                costs[name] = {"ratio": statistics.median(seconds) / base,
+                               "us_per_sample": 1e6 * statistics.median(seconds),
+                               "stream": where[mode].stream, "session": where[mode].session}
     return costs
