@@ -10,34 +10,46 @@ import time
 from pathlib import Path
 
 
+# Runs a command and writes the peak resident memory of its largest process (KiB). A small
+# process of its own, so that the peak is not inflated by the harness's memory at fork time.
+PEAK_WRAPPER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
+                "open(sys.argv[1], 'w').write(str(resource.getrusage("
+                "resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(code)")
+
+
 def run_command(args: list[str]) -> dict:
     """Run ``python -m benchmarks.run ARGS --quiet --out TMP``; wall seconds and the peak
-    resident memory of that process (MiB). A failing run raises with its last error line."""
+    resident memory of its largest process (MiB). A failing run raises with its last
+    error line."""
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [sys.executable, "-m", "benchmarks.run", *args, "--quiet", "--out", f"{tmp}/out"]
-        log = Path(tmp) / "stderr.txt"
+        peak, log = Path(tmp) / "peak.txt", Path(tmp) / "stderr.txt"
+        command = [sys.executable, "-m", "benchmarks.run", *args, "--quiet", "--out",
+                   f"{tmp}/out"]
         with log.open("w") as stderr:
             start = time.perf_counter()
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr,
-                                    cwd=Path(__file__).resolve().parents[2])
-            _, status, usage = os.wait4(proc.pid, 0)  # usage of this child alone
+            code = subprocess.call([sys.executable, "-c", PEAK_WRAPPER, str(peak), *command],
+                                   stdout=subprocess.DEVNULL, stderr=stderr,
+                                   cwd=Path(__file__).resolve().parents[2])
             wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        error = log.read_text().strip()
-    if proc.returncode:
-        last = error.splitlines()[-1] if error else f"exit status {proc.returncode}"
-        raise RuntimeError(f"{' '.join(argv[1:])}: {last}")
+        if code:
+            lines = log.read_text().strip().splitlines()
+            raise RuntimeError(f"{' '.join(command[1:])}: "
+                               f"{lines[-1] if lines else f'exit status {code}'}")
+        peak_mib = int(peak.read_text()) / 1024
     return {"command": "python -m benchmarks.run " + " ".join(args), "wall_s": wall,
-            "peak_mib": usage.ru_maxrss / 1024}
+            "peak_mib": peak_mib}
 
 
 def grid_scaling(grid: list[str], workers: int) -> dict:
     """The same grid with one worker (all threads), ``workers`` workers (threads divided),
-    and one worker on one thread (what each of the parallel workers gets)."""
+    and one worker with a parallel worker's share of threads. ``thread_scaling`` (how much
+    faster one worker gets from all threads) bounds the speedup: about
+    ``workers / thread_scaling`` when threads scale well."""
     cores = os.cpu_count() or 1
     one = run_command([*grid, "--workers", "1"])
     many = run_command([*grid, "--workers", str(workers)])
     single = run_command([*grid, "--workers", "1", "--threads", str(max(1, cores // workers))])
     return {"speedup": one["wall_s"] / many["wall_s"],
             "speedup_vs_thread_matched": single["wall_s"] / many["wall_s"],
+            "thread_scaling": single["wall_s"] / one["wall_s"],
             "workers": workers, "cores": cores, "runs": [one, many, single]}

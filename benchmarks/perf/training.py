@@ -71,7 +71,8 @@ def suite_seconds(built, train, session: int, method: str = "finetune",
 def hand_seconds(built, train, session: int, data) -> float:
     """Seconds a plain PyTorch loop takes over the same tensors ``data = (x, y, mask)``:
     the same model, optimizer, loss, batch size, epochs and (when set) autocast and
-    channels-last, with pinned host tensors copied to the device batch by batch."""
+    channels-last, each batch copied to the device from pinned memory, as a DataLoader with
+    ``pin_memory`` does."""
     device = torch.device(train["device"])
     x, y, mask = data
     n_seen = built.info.seen_after(session)
@@ -86,9 +87,8 @@ def hand_seconds(built, train, session: int, data) -> float:
     start = time.perf_counter()
     for _ in range(train["epochs"]):
         for rows in torch.randperm(len(x)).split(batch):
-            xb = x[rows].to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            yb = y[rows].to(device, non_blocking=True)
-            mb = mask[rows].to(device, non_blocking=True)
+            xb, yb, mb = (_to(device, t[rows]) for t in (x, y, mask))
+            xb = xb.contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 logits = model(xb).float()
             target = yb[:, :n_seen] if built.info.label_mode == "multi" else yb
@@ -101,19 +101,23 @@ def hand_seconds(built, train, session: int, data) -> float:
     return time.perf_counter() - start
 
 
-def session_tensors(built, session: int, device: torch.device):
-    """The session's training set as three host tensors (pinned for a CUDA device)."""
+def _to(device: torch.device, batch: torch.Tensor) -> torch.Tensor:
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True)
+
+
+def session_tensors(built, session: int):
+    """The session's training set as three host tensors."""
     data = built.benchmark.train_stream[session].dataset
     x, y, mask, _ = data.batch(range(len(data)))
-    if device.type == "cuda":
-        x, y, mask = x.pin_memory(), y.pin_memory(), mask.pin_memory()
     return x, y, mask
 
 
 def step_overhead(where: Session, repeats: int) -> dict:
     """Samples/s of the suite's ``finetune`` and of the hand loop; median time ratio."""
     built, train = where.build()
-    data = session_tensors(built, where.session, torch.device(train["device"]))
+    data = session_tensors(built, where.session)
     samples = len(data[0]) * train["epochs"]
     suite_seconds(built, train, where.session)  # warm-up: allocator, kernels, autotuning
     hand_seconds(built, train, where.session, data)
