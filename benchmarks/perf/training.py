@@ -151,7 +151,8 @@ class SampleCounter(SupervisedPlugin):
 
 def method_costs(where: dict, repeats: int) -> dict:
     """Seconds per training sample of every registered method over ``finetune``'s, on the
-    session ``where[mode]`` (a Session) of the first label mode the method supports."""
+    session ``where[mode]`` (a Session) of the first label mode the method supports: the
+    median over repeats of the ratio within a repeat (methods in rotating order)."""
     groups: dict[str, list[str]] = {}
     for name, method in sorted(methods.discover().items()):
         mode = next((mode for mode in where if mode in method.label_modes), None)
@@ -161,8 +162,9 @@ def method_costs(where: dict, repeats: int) -> dict:
     for mode, names in groups.items():
         built, train = where[mode].build()
         times = {name: [] for name in ["finetune", *names]}
-        for _ in range(repeats):
-            for name, seconds in times.items():
+        for r in range(repeats):
+            order = list(times)[r % len(times):] + list(times)[:r % len(times)]
+            for name in order:
                 if "error" in costs.get(name, {}):
                     continue
                 counter = SampleCounter()
@@ -171,11 +173,12 @@ def method_costs(where: dict, repeats: int) -> dict:
                 except Exception as exc:  # one broken method does not stop the others
                     costs[name] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
                     continue
-                seconds.append(elapsed / counter.samples)
-        base = statistics.median(times["finetune"])
+                times[name].append(elapsed / counter.samples)
+        base = times["finetune"]
         for name, seconds in times.items():
             if name not in costs:
-                costs[name] = {"ratio": statistics.median(seconds) / base,
+                ratios = [t / b for t, b in zip(seconds, base)]
+                costs[name] = {"ratio": statistics.median(ratios), "ratios": ratios,
                                "us_per_sample": 1e6 * statistics.median(seconds),
                                "stream": where[mode].stream, "session": where[mode].session}
     return costs
