@@ -15,9 +15,10 @@ from avalanche.core import SupervisedPlugin
 
 import methods
 from benchmarks import models, streams
-from benchmarks.cell import TRAIN_DEFAULTS
+from benchmarks.cell import resolve_train
 from methods._context import make_optimizer
 from strategies.losses import default_loss
+from strategies.template import AMP_DTYPES
 
 
 @dataclass
@@ -31,8 +32,7 @@ class Session:
 
     def build(self):
         built = streams.build(self.stream, image_size=self.train.get("image_size"))
-        train = {**TRAIN_DEFAULTS, **built.info.recipe, **self.train, "device": self.device}
-        return built, train
+        return built, resolve_train(built.info.recipe, {**self.train, "device": self.device})
 
 
 def _sync(device: torch.device) -> None:
@@ -42,10 +42,7 @@ def _sync(device: torch.device) -> None:
 
 def _model(info, train, device, in_channels):
     torch.manual_seed(0)
-    model = models.build(train["backbone"], info.num_classes, in_channels, None).to(device)
-    if train.get("channels_last"):
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return models.build(train["backbone"], info.num_classes, in_channels, None).to(device)
 
 
 def suite_seconds(built, train, session: int, method: str = "finetune",
@@ -76,12 +73,12 @@ def hand_seconds(built, train, session: int, data) -> float:
     device = torch.device(train["device"])
     x, y, mask = data
     n_seen = built.info.seen_after(session)
-    model = _model(built.info, train, device, x.shape[1]).train()
+    memory_format = torch.channels_last if train["channels_last"] else torch.contiguous_format
+    model = _model(built.info, train, device, x.shape[1]).to(memory_format=memory_format)
     optimizer = make_optimizer(model, train)
     loss_fn = default_loss(built.info.label_mode)
-    amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[train["amp"]]
+    amp = AMP_DTYPES[train["amp"]]
     scaler = torch.amp.GradScaler(device.type, enabled=train["amp"] == "fp16")
-    memory_format = torch.channels_last if train.get("channels_last") else torch.contiguous_format
     batch = train["batch_size"]
     _sync(device)
     start = time.perf_counter()
