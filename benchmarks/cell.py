@@ -49,6 +49,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def build_model(benchmark, info, train: dict, seed: int) -> torch.nn.Module:
+    """The recipe's backbone and head for the stream, initialised after seeding ``seed``
+    (input channels are read from the first training image, before seeding)."""
+    in_channels = benchmark.train_stream[0].dataset[0][0].shape[0]
+    seed_everything(seed)
+    return models.build(train["backbone"], info.num_classes, in_channels, train["pretrained"])
+
+
 def environment(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {"python": platform.python_version(), "torch": torch.__version__,
@@ -68,9 +76,7 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     record.update(env=environment(device), hparams=hparams, train=train,
                   stream={k: getattr(info, k) for k in
                           ("name", "label_mode", "class_names", "sessions", "class_counts")})
-    in_channels = benchmark.train_stream[0].dataset[0][0].shape[0]
-    seed_everything(spec.seed)
-    model = models.build(train["backbone"], info.num_classes, in_channels, train["pretrained"])
+    model = build_model(benchmark, info, train, spec.seed)
     collector = ScoreCollector()
     ctx = methods.MethodContext(model, info, hparams, train, benchmark, device, [collector])
     strategy = method.build(ctx)

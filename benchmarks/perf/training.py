@@ -14,8 +14,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 import methods
-from benchmarks import models, streams
-from benchmarks.cell import resolve_train
+from benchmarks import streams
+from benchmarks.cell import build_model, resolve_train
 from methods._context import make_optimizer
 from strategies.losses import default_loss
 from strategies.template import AMP_DTYPES
@@ -40,9 +40,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _model(info, train, device, in_channels):
-    torch.manual_seed(0)
-    return models.build(train["backbone"], info.num_classes, in_channels, None).to(device)
+def _model(built, train, device):
+    return build_model(built.benchmark, built.info, train, seed=0).to(device)
 
 
 def suite_seconds(built, train, session: int, method: str = "finetune",
@@ -50,7 +49,7 @@ def suite_seconds(built, train, session: int, method: str = "finetune",
     """Seconds ``method``'s strategy takes to train ``session`` (earlier ones untimed)."""
     device = torch.device(train["device"])
     exps = list(built.benchmark.train_stream)[: session + 1]
-    model = _model(built.info, train, device, exps[0].dataset[0][0].shape[0])
+    model = _model(built, train, device)
     recipe = methods.get(method)
     hparams = methods.resolve_hparams(method, {})
     ctx = methods.MethodContext(model, built.info, hparams, train, built.benchmark, device,
@@ -74,7 +73,7 @@ def hand_seconds(built, train, session: int, data) -> float:
     x, y, mask = data
     n_seen = built.info.seen_after(session)
     memory_format = torch.channels_last if train["channels_last"] else torch.contiguous_format
-    model = _model(built.info, train, device, x.shape[1]).to(memory_format=memory_format)
+    model = _model(built, train, device).to(memory_format=memory_format)
     optimizer = make_optimizer(model, train)
     loss_fn = default_loss(built.info.label_mode)
     amp = AMP_DTYPES[train["amp"]]

@@ -22,9 +22,10 @@ from .spec import RunSpec, new_record
 Cell = Callable[..., dict]
 
 
-def threads_per_cell(workers: int) -> int:
-    """Torch threads for each of ``workers`` cells running at once."""
-    return max(1, (os.cpu_count() or 1) // workers)
+def threads_per_cell(workers: int, threads: Optional[int] = None) -> int:
+    """Torch threads for each of ``workers`` cells running at once: ``threads`` when given,
+    else the CPU cores divided between them."""
+    return threads or max(1, (os.cpu_count() or 1) // workers)
 
 
 def failed_record(spec: RunSpec, exc: BaseException) -> dict:
@@ -38,7 +39,7 @@ def run_local(specs: Sequence[RunSpec], *, workers: int = 1, cell: Optional[Cell
     """Run ``specs`` in a pool of ``workers`` spawned processes, or in this process (with
     per-session progress bars when ``progress``) for one worker."""
     cell = cell or _default_cell()
-    threads = threads or threads_per_cell(workers)
+    threads = threads_per_cell(workers, threads)
     if workers == 1:
         _set_threads(threads)
         for spec in specs:
@@ -79,7 +80,7 @@ def run_ray(specs: Sequence[RunSpec], *, workers: int = 1, address: Optional[str
     import ray
 
     cell = cell or _default_cell()
-    threads = threads or threads_per_cell(workers)
+    threads = threads_per_cell(workers, threads)
     ray.init(address=address, num_cpus=None if address else os.cpu_count(),
              include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
