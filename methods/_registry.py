@@ -6,8 +6,9 @@ A method file registers a build function::
     def build(ctx):
         return ctx.template(plugins=[...])
 
-Hyperparameters merge as defaults < config file < ``--set name.key=value``; unknown keys
-and values of the wrong type are a :class:`MethodError` naming the accepted keys.
+Hyperparameters merge as defaults < config file < ``--set name.key=value``; unknown keys,
+values of the wrong type and values outside a key's declared ``choices`` are a
+:class:`MethodError` naming what is accepted.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class Method:
     label_modes: frozenset
     defaults: dict = field(default_factory=dict)
     paper: str = ""
+    choices: dict = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -41,14 +43,16 @@ class Method:
 _METHODS: dict[str, Method] = {}
 
 
-def register(name: str, *, label_modes, defaults=None, paper: str = ""):
-    """Decorator: register ``build(ctx) -> strategy`` as method ``name``."""
+def register(name: str, *, label_modes, defaults=None, paper: str = "", choices=None):
+    """Decorator: register ``build(ctx) -> strategy`` as method ``name``; ``choices`` maps a
+    hyperparameter to the values it accepts."""
     modes = frozenset(label_modes)
     if not modes or not modes <= {"multi", "single"}:
         raise ValueError(f"method {name!r}: label_modes must be a subset of {{'multi', 'single'}}")
 
     def deco(fn):
-        _METHODS[name] = Method(name, fn, modes, dict(defaults or {}), paper)
+        _METHODS[name] = Method(name, fn, modes, dict(defaults or {}), paper,
+                                {k: tuple(v) for k, v in (choices or {}).items()})
         return fn
 
     return deco
@@ -89,7 +93,12 @@ def resolve_hparams(name: str, overrides: dict) -> dict:
         accepted = ", ".join(f"{k}={v!r}" for k, v in method.defaults.items()) or "none"
         raise MethodError(f"unknown hyperparameter(s) {', '.join(unknown)} for method "
                           f"{name!r}; accepted: {accepted}")
-    return {k: _coerce(name, k, overrides.get(k, v), v) for k, v in method.defaults.items()}
+    hparams = {k: _coerce(name, k, overrides.get(k, v), v) for k, v in method.defaults.items()}
+    for key, accepted in method.choices.items():
+        if hparams[key] not in accepted:
+            raise MethodError(f"{name}.{key}={hparams[key]!r} is not accepted; accepted: "
+                              + ", ".join(map(str, accepted)))
+    return hparams
 
 
 def check_label_mode(name: str, label_mode: str) -> None:

@@ -4,7 +4,8 @@ import math
 import torch
 
 from strategies.distillation import kd_loss, sigmoid_distillation
-from strategies.losses import masked_bce, seen_cross_entropy
+from strategies.balanced import log_prior, logit_adjusted_loss
+from strategies.losses import asymmetric_loss, masked_bce, seen_cross_entropy, supervised_mask
 
 
 def bce(z, y):
@@ -43,3 +44,66 @@ def test_sigmoid_distillation_targets_the_previous_probabilities():
     z, z_prev = torch.tensor([[0.0]]), torch.tensor([[math.log(3.0)]])  # teacher p = 0.75
     expected = -(0.75 * math.log(0.5) + 0.25 * math.log(0.5))  # = log 2
     assert math.isclose(sigmoid_distillation(z, z_prev).item(), expected, rel_tol=1e-6)
+
+
+def sigmoid(z):
+    return 1 / (1 + math.exp(-z))
+
+
+def test_asymmetric_loss_matches_a_hand_computation():
+    logits = torch.tensor([[2.0, -1.0, 0.5]])
+    targets = torch.tensor([[1.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True]])
+    gp, gn, clip, w = 1.0, 4.0, 0.05, 2.0
+    p = [sigmoid(z) for z in (2.0, -1.0, 0.5)]
+    pos = (1 - p[0]) ** gp * math.log(p[0])
+    negs = [max(q - clip, 0) ** gn * math.log(1 - max(q - clip, 0)) for q in p[1:]]
+    expected = -(pos + w * sum(negs)) / 3  # p = .881, .269, .622: 0.0050 + ...
+    value = asymmetric_loss(logits, targets, mask, gamma_neg=gn, gamma_pos=gp, clip=clip,
+                            neg_weight=w)
+    assert math.isclose(value.item(), expected, rel_tol=1e-5)
+
+
+def test_asymmetric_loss_with_no_focusing_and_no_clip_is_masked_bce():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 5, generator=gen) * 3
+    targets = (torch.rand(4, 5, generator=gen) > 0.5).float()
+    mask = torch.rand(4, 5, generator=gen) > 0.3
+    plain = asymmetric_loss(logits, targets, mask, gamma_neg=0, gamma_pos=0, clip=0)
+    assert torch.allclose(plain, masked_bce(logits, targets, mask), atol=1e-6)
+
+
+def test_asymmetric_loss_drops_easy_negatives_below_the_clip():
+    logits = torch.tensor([[math.log(0.04 / 0.96)]])  # p = 0.04 < clip
+    zero = asymmetric_loss(logits, torch.zeros(1, 1), torch.ones(1, 1, dtype=torch.bool))
+    assert zero.item() == 0.0
+
+
+def test_supervised_mask_follows_the_negatives_option():
+    mask = torch.tensor([[True, True, False, False], [False, False, True, True]])
+    assert torch.equal(supervised_mask(mask, "labelled", 2), mask)
+    assert supervised_mask(mask, "seen", 2).all()
+    assert supervised_mask(mask, "session", 2).tolist() == [[True, True, True, True],
+                                                             [False, False, True, True]]
+
+
+def test_logit_adjusted_losses_shift_by_log_counts():
+    logits, counts = torch.tensor([[0.0, 1.0]]), torch.tensor([9.0, 1.0])
+    shifted = [math.log(9.0), 1.0]  # z + log n
+    expected = -(shifted[1] - math.log(math.exp(shifted[0]) + math.exp(shifted[1])))
+    value = logit_adjusted_loss(logits, torch.tensor([1]), None, log_prior(counts), "single")
+    assert math.isclose(value.item(), expected, rel_tol=1e-6)
+    uniform = logit_adjusted_loss(logits, torch.tensor([1]), None, log_prior(torch.ones(2) * 5),
+                                  "single")
+    assert math.isclose(uniform.item(), seen_cross_entropy(logits, torch.tensor([1]), None).item(),
+                        rel_tol=1e-6)
+
+
+def test_balanced_sigmoid_shifts_by_log_odds_of_supervised_counts():
+    logits, targets = torch.tensor([[0.0, 0.5]]), torch.tensor([[1.0, 0.0]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    prior = log_prior(torch.tensor([1.0, 0.0]), torch.tensor([4.0, 2.0]))  # 0 guarded to 1
+    assert torch.allclose(prior, torch.tensor([math.log(1 / 4), math.log(1 / 2)]))
+    expected = (bce(math.log(1 / 4), 1) + bce(0.5 + math.log(1 / 2), 0)) / 2
+    value = logit_adjusted_loss(logits, targets, mask, prior, "multi")
+    assert math.isclose(value.item(), expected, rel_tol=1e-6)
