@@ -24,7 +24,7 @@ from benchmarks.runner.spec import RunSpec, new_record
 
 # Recipe keys every stream may leave out.
 TRAIN_DEFAULTS = {"device": "auto", "pretrained": None, "eval_batch_size": 256, "amp": "off",
-                  "channels_last": False}
+                  "channels_last": False, "reset_optimizer": True}
 
 
 def resolve_train(recipe: dict, overrides: dict) -> dict:
@@ -78,7 +78,8 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
                           ("name", "label_mode", "class_names", "sessions", "class_counts")})
     model = build_model(benchmark, info, train, spec.seed)
     collector = ScoreCollector()
-    ctx = methods.MethodContext(model, info, hparams, train, benchmark, device, [collector])
+    ctx = methods.MethodContext(model, info, hparams, train, benchmark, device, [collector],
+                                spec.seed)
     strategy = method.build(ctx)
     sessions = zip(benchmark.train_stream, benchmark.test_stream)
     bar = tqdm(list(sessions), desc=f"{spec.method} {spec.stream} s{spec.seed}",

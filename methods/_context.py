@@ -26,8 +26,8 @@ def make_optimizer(model: torch.nn.Module, train: dict) -> torch.optim.Optimizer
 class MethodContext:
     """``model`` (a CILNet), ``info`` (StreamInfo), ``hparams`` (the method's resolved
     hyperparameters), ``train`` (the resolved recipe), ``benchmark`` (the Avalanche benchmark,
-    e.g. for ``joint_stream``), ``device``, and ``plugins`` every strategy must carry (the
-    evaluation collector)."""
+    e.g. for ``joint_stream``), ``device``, ``plugins`` every strategy must carry (the
+    evaluation collector), and the cell's ``seed`` (for the strategy's own generators)."""
 
     model: torch.nn.Module
     info: Any
@@ -36,6 +36,7 @@ class MethodContext:
     benchmark: Any
     device: torch.device
     plugins: list = field(default_factory=list)
+    seed: int = 0
 
     def template(self, criterion=None, plugins=(), cls=CILTemplate, **kwargs) -> CILTemplate:
         """The training template configured by the recipe, with ``plugins`` added.
@@ -53,10 +54,12 @@ class MethodContext:
                    train_mb_size=self.train["batch_size"], train_epochs=self.train["epochs"],
                    eval_mb_size=self.train["eval_batch_size"],
                    num_workers=self.train["num_workers"], amp=self.train["amp"],
-                   channels_last=self.train["channels_last"], **kwargs)
+                   channels_last=self.train["channels_last"], seed=self.seed,
+                   reset_optimizer=self.train["reset_optimizer"], **kwargs)
 
     def memory(self) -> MemoryPlugin:
         """The replay memory the recipe asks for (size, per_class|total, herding|random)."""
         return MemoryPlugin(LabelMemory(self.train["memory"], self.train["memory_mode"],
                                         self.train["selection"], self.train["eval_batch_size"],
-                                        self.train["num_workers"]))
+                                        self.train["num_workers"],
+                                        torch.Generator().manual_seed(self.seed)))

@@ -10,14 +10,16 @@ from .loader import batch_loader
 
 
 def fit(model: torch.nn.Module, dataset, loss_fn: Callable, *, epochs: int, batch_size: int,
-        optimizer: torch.optim.Optimizer, device="cpu", num_workers: int = 0) -> list[float]:
-    """Train ``model`` on ``dataset`` (a LabelledSet) for ``epochs``.
+        optimizer: torch.optim.Optimizer, device="cpu", num_workers: int = 0,
+        generator: torch.Generator | None = None) -> list[float]:
+    """Train ``model`` on ``dataset`` (a LabelledSet) for ``epochs``, shuffling with
+    ``generator`` (give one, so that the caller's other random streams do not move).
 
     ``loss_fn(logits, targets, mask)`` is any loss of strategies.losses (or alike). Returns
     the mean loss of every epoch (one host sync per epoch).
     """
     loader = batch_loader(dataset, batch_size, shuffle=True, num_workers=num_workers,
-                          pin_memory=torch.device(device).type == "cuda")
+                          pin_memory=torch.device(device).type == "cuda", generator=generator)
     model.to(device).train()
     means = []
     for _ in range(epochs):

@@ -33,11 +33,15 @@ def batch_loader(data, batch_size: int, *, shuffle: bool = False, drop_last: boo
                  generator: Optional[torch.Generator] = None) -> DataLoader:
     """A DataLoader over ``data`` (a LabelledSet) yielding ``(x, y, mask, session)`` batches.
 
-    Shuffling draws from ``generator`` (torch's global generator when None), as the default
-    DataLoader does; workers, when asked for, persist across the loader's epochs.
+    Shuffling (and the seed of the workers' generators) draws from ``generator``; without
+    one, a shuffling loader draws from torch's global generator, and a sequential one from a
+    private generator, so that evaluation and feature passes never move the global one.
+    Workers, when asked for, persist across the loader's epochs.
     """
+    if generator is None and not shuffle:
+        generator = torch.Generator()
     order = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
     return DataLoader(_Batches(data), batch_size=None,
                       sampler=BatchSampler(order, batch_size, drop_last),
                       num_workers=num_workers, pin_memory=pin_memory,
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, generator=generator)

@@ -62,13 +62,15 @@ class LabelMemory(ExemplarsBuffer):
     """Per-class priority lists over a stream's training pool, merged into one buffer."""
 
     def __init__(self, size: int, mode: str = "per_class", selection: str = "herding",
-                 batch_size: int = 256, num_workers: int = 0):
+                 batch_size: int = 256, num_workers: int = 0,
+                 generator: torch.Generator | None = None):
         if mode not in ("per_class", "total") or selection not in ("herding", "random"):
             raise ValueError(f"memory mode {mode!r} / selection {selection!r}: expected "
                              "per_class|total and herding|random")
         super().__init__(max_size=size)
         self.mode, self.selection = mode, selection
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.generator = generator or torch.Generator()
         self.per_class: dict[int, object] = {}
 
     def quota(self, n_seen: int) -> int:
@@ -88,7 +90,7 @@ class LabelMemory(ExemplarsBuffer):
             if feats is not None:
                 order = rows[herding_order(feats[rows], quota)]
             else:
-                order = rows[torch.randperm(len(rows))[:quota]]
+                order = rows[torch.randperm(len(rows), generator=self.generator)[:quota]]
             self.per_class[c] = data.subset(order)
         self.resize(strategy, self.max_size)
 

@@ -11,16 +11,26 @@ as state that plugins read inside Avalanche's usual hooks:
 - ``prev_model``: a frozen eval-mode copy of the model taken once at the start of every
   session after the first, kept only if a plugin sets ``needs_previous_model = True``;
   ``prev_output``: its logits on the current batch, computed once per iteration on demand.
-- ``class_counts``: per-class labelled training samples of the current session, memory
-  included (computed after the dataset adaptation hooks), and ``info.class_counts``, the
-  stream's original counts.
+- ``class_counts``: per-class labelled positives of the current session's training set,
+  memory included (computed after the dataset adaptation hooks); ``class_negatives``: its
+  per-class supervised negatives (multi-label, under ``negatives``; single-label: the
+  samples of other classes); ``info.class_counts``, the stream's original counts.
+- ``negatives``: which unlabelled entries a multi-label loss supervises as negatives
+  (``labelled``, ``seen`` or ``session``; see losses.py), for every method alike.
 - Hooks: ``after_forward`` may rewrite ``mbatch[1]`` / ``mbatch[2]`` (targets and mask)
   before the loss; ``before_backward`` may add to ``strategy.loss``; ``after_backward`` may
   rewrite gradients (e.g. ``model.head.weight.grad`` rows) before the optimizer step.
 
-The loss is ``criterion(logits[:, :n_seen], targets, mask[:, :n_seen])`` (see losses.py).
+The loss is ``criterion(logits[:, :n_seen], targets, supervised_mask)`` (see losses.py).
 A non-finite training loss raises :class:`Diverged` at the end of the epoch (one host sync
 per epoch, none per step).
+
+Randomness: ``seed`` seeds the training shuffles' own generator, and torch's global
+generator (augmentation, dropout, models built inside a session) is reseeded from
+``(seed, session)`` at the start of every session, so that what one part draws (a memory's
+selection, a feature pass) never shifts another part's stream. ``reset_optimizer`` clears
+the optimizer's state (e.g. Adam's moments) at every session start, as the reference code
+bases create a fresh optimizer per session.
 
 ``amp`` (``off``/``bf16``/``fp16``) runs the model under autocast with float32 logits (fp16 with
 a GradScaler, unscaled before ``after_backward``); ``channels_last`` converts model and batches.
@@ -37,21 +47,34 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from .loader import batch_loader
-from .losses import default_loss
+from .losses import NEGATIVES, default_loss, supervised_mask
 
 # The ``amp`` setting -> autocast dtype (None: autocast off).
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def session_seed(seed: int, session: int) -> int:
+    """The seed of torch's global generator for ``session`` of a cell seeded ``seed``."""
+    return (seed * 1_000_003 + session) % 2 ** 63
 
 
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def label_counts(dataset, num_classes: int, label_mode: str) -> torch.Tensor:
-    """Labelled positives per class in a LabelledSet-like dataset (no image is loaded)."""
+def label_counts(dataset, num_classes: int, label_mode: str, negatives: str = "labelled",
+                 n_old: int = 0, n_seen: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Supervised positives and negatives per class (num_classes,) in a LabelledSet-like
+    dataset (no image is loaded); multi-label negatives follow the ``negatives`` option over
+    the first ``n_seen`` classes (unseen classes count nothing)."""
     if label_mode == "multi":
-        return (dataset.targets * dataset.mask).sum(0)
-    return torch.bincount(dataset.targets, minlength=num_classes).float()
+        n_seen = num_classes if n_seen is None else n_seen
+        mask = torch.zeros(dataset.mask.shape)
+        mask[:, :n_seen] = supervised_mask(dataset.mask[:, :n_seen], negatives, n_old).float()
+        positives = (dataset.targets * mask).sum(0)
+        return positives, mask.sum(0) - positives
+    positives = torch.bincount(dataset.targets, minlength=num_classes).float()
+    return positives, len(dataset.targets) - positives
 
 
 def silent_evaluator() -> EvaluationPlugin:
@@ -67,9 +90,12 @@ class CILTemplate(SupervisedTemplate):
 
     def __init__(self, *, model, optimizer, info, criterion=None, plugins=(), evaluator=None,
                  device="cpu", train_mb_size=64, train_epochs=1, eval_mb_size=256,
-                 num_workers: int = 0, amp: str = "off", channels_last: bool = False):
+                 num_workers: int = 0, amp: str = "off", channels_last: bool = False,
+                 negatives: str = "labelled", seed: int = 0, reset_optimizer: bool = True):
         if amp not in AMP_DTYPES:
             raise ValueError(f"unknown amp {amp!r}; accepted: {', '.join(AMP_DTYPES)}")
+        if negatives not in NEGATIVES:
+            raise ValueError(f"unknown negatives {negatives!r}; accepted: {', '.join(NEGATIVES)}")
         super().__init__(
             model=model, optimizer=optimizer,
             criterion=criterion or default_loss(info.label_mode),
@@ -81,6 +107,10 @@ class CILTemplate(SupervisedTemplate):
         self.amp_dtype = AMP_DTYPES[amp]
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
         self.channels_last = channels_last
+        self.negatives = negatives
+        self.seed = seed
+        self.reset_optimizer = reset_optimizer
+        self.shuffle_generator = torch.Generator().manual_seed(seed)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.session = -1
@@ -88,6 +118,7 @@ class CILTemplate(SupervisedTemplate):
         self.n_old = 0
         self.prev_model: Optional[torch.nn.Module] = None
         self.class_counts: Optional[torch.Tensor] = None
+        self.class_negatives: Optional[torch.Tensor] = None
         self.epoch_losses: list[float] = []
         self._prev_output = None
         self._loss_sum = None
@@ -139,10 +170,18 @@ class CILTemplate(SupervisedTemplate):
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
+    @property
+    def mb_supervised(self) -> torch.Tensor:
+        """The batch's supervised entries over the seen classes (the mask the loss uses)."""
+        mask = self.mb_mask[:, :self.n_seen]
+        if self.info.label_mode != "multi":
+            return mask
+        return supervised_mask(mask, self.negatives, self.n_old)
+
     def criterion(self):
         n = self.n_seen
         y = self.mb_y[:, :n] if self.info.label_mode == "multi" else self.mb_y
-        return self._criterion(self.mb_output[:, :n], y, self.mb_mask[:, :n])
+        return self._criterion(self.mb_output[:, :n], y, self.mb_supervised)
 
     def _before_training_exp(self, **kwargs):
         self.session = self.experience.current_experience
@@ -151,24 +190,32 @@ class CILTemplate(SupervisedTemplate):
         self.epoch_losses = []
         needs_prev = any(getattr(p, "needs_previous_model", False) for p in self.plugins)
         self.prev_model = None
+        torch.manual_seed(session_seed(self.seed, self.session))
         if needs_prev and self.session > 0:
             self.prev_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         super()._before_training_exp(**kwargs)
 
     def make_train_dataloader(self, num_workers=None, shuffle=True, drop_last=False, **kwargs):
         """A batch loader over the adapted dataset (see strategies/loader.py)."""
-        self.class_counts = label_counts(self.adapted_dataset, self.info.num_classes,
-                                         self.info.label_mode).to(self.device)
+        positives, negatives = label_counts(self.adapted_dataset, self.info.num_classes,
+                                            self.info.label_mode, self.negatives, self.n_old,
+                                            self.n_seen)
+        self.class_counts = positives.to(self.device)
+        self.class_negatives = negatives.to(self.device)
         self.dataloader = self._loader(self.train_mb_size, num_workers, shuffle, drop_last)
 
     def make_eval_dataloader(self, num_workers=None, **kwargs):
         self.dataloader = self._loader(self.eval_mb_size, num_workers, False, False)
 
+    def check_model_and_optimizer(self, reset_optimizer_state=False, **kwargs):
+        super().check_model_and_optimizer(reset_optimizer_state=self.reset_optimizer, **kwargs)
+
     def _loader(self, batch_size, num_workers, shuffle, drop_last):
         workers = self.num_workers if num_workers is None else num_workers
         return batch_loader(self.adapted_dataset, batch_size, shuffle=shuffle,
                             drop_last=drop_last, num_workers=workers,
-                            pin_memory=self.device.type == "cuda")
+                            pin_memory=self.device.type == "cuda",
+                            generator=self.shuffle_generator if shuffle else None)
 
     def _before_training_iteration(self, **kwargs):
         self._prev_output = None

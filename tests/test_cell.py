@@ -18,7 +18,7 @@ def test_a_baseline_record_holds_every_session(cell):
     assert [s["n_seen"] for s in record["sessions"]] == [2, 4, 6, 8, 10]
     assert [len(s["per_class"]) for s in record["sessions"]] == [2, 4, 6, 8, 10]
     assert set(record["summary"]) >= {"avg_mAP", "last_mAP", "last_CF1", "forgetting"}
-    assert record["hparams"] == {} and record["train"]["epochs"] == 1
+    assert record["hparams"] == {"negatives": "labelled"} and record["train"]["epochs"] == 1
     assert record["env"]["torch"] and record["stream"]["label_mode"] == "multi"
 
 
@@ -57,3 +57,23 @@ def test_a_failing_cell_is_a_failed_record_with_the_reason():
     assert bad["status"] == "failed" and bad["error"].startswith("Diverged")
     unknown = run_cell(RunSpec("finetune", "digits:B0-C2", 0, {}, {"colour": "red"}))
     assert unknown["status"] == "failed" and "unknown training option(s) colour" in unknown["error"]
+
+
+def session_numbers(record):
+    return [(s["metrics"], s["per_class"], s["train_loss"]) for s in record["sessions"]]
+
+
+def test_replay_without_memory_is_finetune_exactly(cell):
+    """Herding's feature pass and the memory's selection draw from their own generators, so
+    a memory of 0 leaves every other random stream (shuffles, augmentation) where it was."""
+    finetune = cell("finetune", epochs=2)
+    for selection in ("herding", "random"):
+        replay = cell("replay", epochs=2, memory=0, selection=selection)
+        assert session_numbers(replay) == session_numbers(finetune)
+
+
+def test_the_optimizer_state_is_reset_at_each_session_unless_the_recipe_keeps_it(cell):
+    fresh, kept = cell("finetune"), cell("finetune", reset_optimizer=False)
+    assert fresh["train"]["reset_optimizer"] is True
+    assert session_numbers(fresh)[0] == session_numbers(kept)[0]  # same first session
+    assert session_numbers(fresh)[1] != session_numbers(kept)[1]

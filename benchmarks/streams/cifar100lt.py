@@ -33,7 +33,7 @@ ORDERS = ("ordered", "shuffled")
 CIFAR_MEAN, CIFAR_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 RECIPE = dict(backbone="resnet32", image_size=32, epochs=160, optimizer="sgd", lr=0.1,
               weight_decay=5e-4, batch_size=128, memory=20, memory_mode="per_class",
-              selection="herding", milestones=[80, 120], num_workers=4)
+              selection="herding", milestones=[80, 120], num_workers=4, reset_optimizer=True)
 
 
 def _unpickle(root: Path, part: str) -> dict:

@@ -27,7 +27,8 @@ NUM_CLASSES = 10
 # than at 256, whose activations overflow the cache (python -m benchmarks.perf, row 2).
 RECIPE = dict(backbone="smallcnn", image_size=SIZE, epochs=4, optimizer="adam", lr=2e-3,
               weight_decay=0.0, batch_size=64, eval_batch_size=64, memory=20,
-              memory_mode="per_class", selection="herding", milestones=[], num_workers=0)
+              memory_mode="per_class", selection="herding", milestones=[], num_workers=0,
+              reset_optimizer=True)
 
 
 def _stream(name, label_mode, order, train, test, counts, image_size) -> StreamData:

@@ -19,7 +19,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The MLCIL training recipe of KRT / RebLL (memory is per class).
 MLCIL_RECIPE = dict(backbone="resnet50", image_size=224, epochs=20, optimizer="adam", lr=4e-5,
                     weight_decay=1e-4, batch_size=64, memory=20, memory_mode="per_class",
-                    selection="herding", milestones=[], num_workers=8)
+                    selection="herding", milestones=[], num_workers=8, reset_optimizer=True)
 
 
 class FilePool(Dataset):
