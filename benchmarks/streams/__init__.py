@@ -4,13 +4,15 @@
 ``train_stream``, ``test_stream``, ``joint_stream`` and optionally ``valid_stream``, plus a
 :class:`StreamInfo`). Each dataset module registers itself with :func:`register`.
 
-Options every dataset accepts: ``valid`` (fraction of each training session carved off as
-a validation split, default 0). Each dataset adds its own (e.g. ``data_seed``).
+Options every dataset accepts: ``valid`` (fraction of the training images held out as a
+validation split, by image, default 0) and ``eval`` (``test``, the default, or ``valid``:
+evaluate on the validation split instead of the test set, for choosing hyperparameters
+without looking at test numbers). Each dataset adds its own (e.g. ``data_seed``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
 
 from .base import (
     LabelledSet,
@@ -24,7 +26,8 @@ from .base import (
     session_splits,
 )
 
-COMMON_OPTIONS = {"valid": 0.0}
+COMMON_OPTIONS = {"valid": 0.0, "eval": "test"}
+EVAL_SPLITS = ("test", "valid")
 
 
 @dataclass
@@ -58,9 +61,18 @@ class Dataset:
 _DATASETS: dict[str, Dataset] = {}
 
 
-class BuiltStream(NamedTuple):
+@dataclass
+class BuiltStream:
+    """A built stream; unpacks as ``benchmark, info``. ``train_labels`` are the full training
+    labels by pool index (multi-hot rows or class indices): for measurement only (e.g. the
+    true labels behind a memory's partial ones), never handed to a method."""
+
     benchmark: Any
     info: StreamInfo
+    train_labels: Any = None
+
+    def __iter__(self):
+        return iter((self.benchmark, self.info))
 
 
 def register(name, *, label_mode, num_classes, protocols, options=None, check=None,
@@ -112,6 +124,12 @@ def parse(name: str) -> tuple[Dataset, StreamName]:
     session_splits(dataset.num_classes(parsed.options), parsed.base, parsed.inc)
     if not 0.0 <= parsed.options["valid"] < 1.0:
         raise StreamError(f"option valid={parsed.options['valid']} must be in [0, 1)")
+    if parsed.options["eval"] not in EVAL_SPLITS:
+        raise StreamError(f"option eval={parsed.options['eval']!r} must be one of: "
+                          + ", ".join(EVAL_SPLITS))
+    if parsed.options["eval"] == "valid" and not parsed.options["valid"]:
+        raise StreamError(f"option eval=valid in {name!r} needs a validation split, "
+                          "e.g. ?valid=0.1&eval=valid")
     return dataset, parsed
 
 
@@ -131,12 +149,16 @@ def build(name: str, data_root: Optional[str] = None, image_size: Optional[int] 
     data = dataset.build(parsed, data_root, image_size)
     info = data.info
     info.name = name
-    train_sets, valid_sets = data.train_sets, None
+    train_sets, test_sets, valid_sets = data.train_sets, data.test_sets, None
     if parsed.options["valid"] > 0:
         seed = int(parsed.options.get("data_seed", 0))
-        train_sets, valid_sets = carve_validation(train_sets, parsed.options["valid"], seed)
+        train_sets, valid_sets, info.class_counts = carve_validation(
+            train_sets, data.full_train_labels, info.sessions, parsed.options["valid"], seed)
+        if parsed.options["eval"] == "valid":
+            test_sets = valid_sets
     joint = cumulative_sets(train_sets, data.full_train_labels, info.sessions, info.label_mode)
-    return BuiltStream(make_benchmark(train_sets, data.test_sets, joint, valid_sets), info)
+    return BuiltStream(make_benchmark(train_sets, test_sets, joint, valid_sets), info,
+                       data.full_train_labels)
 
 
 # Registration happens on import of each dataset module.
