@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 import methods
 from benchmarks import models, streams
-from benchmarks.metrics import ScoreCollector, summarize
+from benchmarks.metrics import ScoreCollector, per_class_on_subsets, summarize
 from benchmarks.runner.spec import RunSpec, new_record
 
 # Recipe keys every stream may leave out.
@@ -84,6 +84,7 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     sessions = zip(benchmark.train_stream, benchmark.test_stream)
     bar = tqdm(list(sessions), desc=f"{spec.method} {spec.stream} s{spec.seed}",
                unit="session", disable=not progress, leave=False)
+    test_sets = []  # (dataset indices, n_seen) of each session's test set
     for train_exp, test_exp in bar:
         start = time.perf_counter()
         strategy.train(train_exp)
@@ -91,12 +92,17 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
         strategy.eval([test_exp])
         metrics = dict(collector.last)
         per_class = metrics.pop("per_class")
+        test_sets.append((collector.scores[2], strategy.n_seen))
         record["sessions"].append({
             "session": strategy.session, "n_seen": strategy.n_seen,
             "train_time_s": trained - start, "eval_time_s": time.perf_counter() - trained,
             "train_loss": strategy.epoch_losses, "metrics": metrics, "per_class": per_class})
+    logits, targets, index = collector.scores
+    final_on_earlier = per_class_on_subsets(logits, targets, index, test_sets[:-1],
+                                            info.label_mode)
     record["summary"] = summarize([dict(s["metrics"], per_class=s["per_class"])
-                                   for s in record["sessions"]], info.label_mode)
+                                   for s in record["sessions"]], info.label_mode,
+                                  final_on_earlier)
 
 
 def run_cell(spec: RunSpec, progress: bool = False) -> dict:
