@@ -30,7 +30,7 @@ from benchmarks.runner.grid import (GridError, expand, load_config, parse_seeds,
                                     split_list)
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.store import Store
-from benchmarks.runner.version import code_version
+from benchmarks.runner.version import cell_version, code_version
 from methods import MethodError, discover, load_plugin
 
 DEFAULT_STREAM = "digits:B0-C2"
@@ -135,6 +135,7 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the CLI; ``cell`` replaces :func:`benchmarks.cell.run_cell` (tests)."""
     try:
         args, config = _parse(sys.argv[1:] if argv is None else list(argv))
+        discover()  # the suite's methods first: a plugin may not take their names
         for plugin in args.plugin:
             load_plugin(plugin)
         if args.list:
@@ -236,8 +237,13 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
     todo = store.pending(plan.specs, plan.rerun)
     say(f"{len(plan.specs)} cells: {len(plan.specs) - len(todo)} done already, "
         f"{len(todo)} to run; results in {plan.out}")
-    plan.out.mkdir(parents=True, exist_ok=True)
     version = code_version()
+    stale = _stale_methods(store, plan.specs, todo, version)
+    if stale:
+        say("done cells of " + ", ".join(stale) + " come from other code (the suite's or "
+            "their plugin file's): their rows are flagged stale; rerun them with --rerun "
+            + ",".join(stale))
+    plan.out.mkdir(parents=True, exist_ok=True)
     try:
         if todo:
             _run_cells(plan, todo, store, version, cell)
@@ -270,11 +276,27 @@ def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
                             progress=not plan.quiet and plan.workers == 1)
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=plan.quiet) as bar:
         for record in records:
-            record["code_version"] = version
+            record["method_source"] = _method_source(record["spec"]["method"])
+            record["code_version"] = cell_version(version, record["method_source"])
             store.write(record)
             if plan.tensorboard:
                 write_tensorboard(record, plan.out / "tensorboard")
             bar.update()
+
+
+def _method_source(name: str) -> Optional[str]:
+    """The file of a method registered from outside the suite, else None."""
+    method = discover().get(name)
+    return method.source if method and method.external else None
+
+
+def _stale_methods(store: Store, specs: list[RunSpec], todo: list[RunSpec],
+                   version: str) -> list[str]:
+    """Methods with done cells (kept, not rerun) whose code version is not the current one."""
+    records, todo_ids = store.load_all(), {spec.id for spec in todo}
+    return sorted({spec.method for spec in specs if spec.id not in todo_ids
+                   and records[spec.id].get("code_version")
+                   != cell_version(version, _method_source(spec.method))})
 
 
 def listing() -> str:

@@ -222,3 +222,56 @@ def test_bad_input_creates_no_results_folder(tmp_path, capsys):
     assert main(["--methods", "toy", "--plugin", TOY, "--seeds", "x",
                  "--out", str(tmp_path / "new")]) == 2
     assert not (tmp_path / "new").exists()
+
+
+PLUGIN = '''
+from methods import register
+
+
+@register("{name}", label_modes={{"multi"}}, defaults={{"weight": {weight}}})
+def build(ctx):
+    """A plugin method."""
+    raise NotImplementedError
+'''
+
+
+def test_an_edited_plugin_file_makes_its_done_cells_stale(tmp_path, capsys):
+    plugin = tmp_path / "edited.py"
+    plugin.write_text(PLUGIN.format(name="edited", weight=1.0))
+    argv = ["--methods", "edited", "--plugin", str(plugin), "--seeds", "0,1",
+            "--out", str(tmp_path / "out")]
+    assert main(argv, cell=fake_cell.run_cell) == 0
+    row = pd.read_csv(tmp_path / "out" / "leaderboard.csv").iloc[0]
+    assert not row["stale"]
+    plugin.write_text(PLUGIN.format(name="edited", weight=50.0))  # the user edits the loss
+    capsys.readouterr()
+    assert main(argv, cell=forbidden) == 0
+    err = capsys.readouterr().err
+    assert "2 done already" in err and "done cells of edited come from other code" in err
+    assert pd.read_csv(tmp_path / "out" / "leaderboard.csv").iloc[0]["stale"]
+    assert main([*argv, "--rerun", "edited"], cell=fake_cell.run_cell) == 0
+    assert not pd.read_csv(tmp_path / "out" / "leaderboard.csv").iloc[0]["stale"]
+    records = Store(tmp_path / "out").load_all().values()
+    assert {r["method_source"] for r in records} == {str(plugin.resolve())}
+
+
+def test_a_plugin_may_not_take_a_registered_name(tmp_path, capsys):
+    plugin = tmp_path / "impostor.py"
+    plugin.write_text(PLUGIN.format(name="replay", weight=1.0))
+    assert main(["--methods", "replay", "--plugin", str(plugin), "--list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "method 'replay' is registered twice: by " in err
+    assert "methods/replay.py" in err and str(plugin.resolve()) in err
+
+
+def test_cells_of_different_thread_counts_are_never_averaged_together(tmp_path):
+    argv = ["--methods", "toy", "--plugin", TOY, "--quiet", "--out", str(tmp_path)]
+    threads = torch.get_num_threads()
+    try:
+        assert main([*argv, "--seeds", "0", "--threads", "1"], cell=fake_cell.run_cell) == 0
+        assert main([*argv, "--seeds", "0,1", "--threads", "2"], cell=fake_cell.run_cell) == 0
+    finally:
+        torch.set_num_threads(threads)
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert sorted(zip(board["threads"], board["n_seeds"])) == [(1, 1), (2, 1)]
+    assert "| threads |" in (tmp_path / "leaderboard.md").read_text()
