@@ -11,6 +11,7 @@ import platform
 import random
 import time
 import traceback
+from typing import Optional
 
 import avalanche
 import numpy as np
@@ -21,6 +22,8 @@ import methods
 from benchmarks import models, streams
 from benchmarks.metrics import ScoreCollector, per_class_on_subsets, summarize
 from benchmarks.runner.spec import RunSpec, new_record
+from strategies.memory import MemoryPlugin
+from strategies.template import label_counts
 
 # Recipe keys every stream may leave out.
 TRAIN_DEFAULTS = {"device": "auto", "pretrained": None, "eval_batch_size": 256, "amp": "off",
@@ -55,6 +58,19 @@ def build_model(benchmark, info, train: dict, seed: int) -> torch.nn.Module:
     in_channels = benchmark.train_stream[0].dataset[0][0].shape[0]
     seed_everything(seed)
     return models.build(train["backbone"], info.num_classes, in_channels, train["pretrained"])
+
+
+def memory_held(strategy) -> Optional[dict]:
+    """What the strategy's replay memory holds after a session: samples, and labelled
+    positives per seen class (None without a memory)."""
+    for plugin in strategy.plugins:
+        if isinstance(plugin, MemoryPlugin):
+            buffer = plugin.memory.buffer
+            if not len(buffer):
+                return {"size": 0, "per_class": [0] * strategy.n_seen}
+            counts, _ = label_counts(buffer, strategy.info.num_classes, strategy.info.label_mode)
+            return {"size": len(buffer), "per_class": counts[:strategy.n_seen].long().tolist()}
+    return None
 
 
 def environment(device: torch.device) -> dict:
@@ -95,6 +111,7 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
         test_sets.append((collector.scores[2], strategy.n_seen))
         record["sessions"].append({
             "session": strategy.session, "n_seen": strategy.n_seen,
+            "memory": memory_held(strategy),
             "train_time_s": trained - start, "eval_time_s": time.perf_counter() - trained,
             "train_loss": strategy.epoch_losses, "metrics": metrics, "per_class": per_class})
     logits, targets, index = collector.scores

@@ -13,10 +13,12 @@ stderr and exit status 2, before any work; a failed cell makes the exit status 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -185,7 +187,7 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     methods = split_list(args.methods)
     sets = parse_sets(args.set)
     grid = expand(methods, split_list(args.streams or DEFAULT_STREAM),
-                  parse_seeds(args.seeds or DEFAULT_SEEDS), sets=sets,
+                  parse_seeds(DEFAULT_SEEDS if args.seeds is None else args.seeds), sets=sets,
                   grid=config.get("grid"), data_root=args.data_root,
                   train={k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None},
                   plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin))
@@ -199,7 +201,7 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     if not grid.specs:
         raise UsageError("nothing to run: " + "; ".join(grid.skipped))
     for name in dict.fromkeys(spec.stream for spec in grid.specs):
-        streams.check(name, args.data_root)
+        streams.check(name, args.data_root, args.image_size, args.batch_size)
     executor = args.executor or "local"
     if executor == "ray" and importlib.util.find_spec("ray") is None:
         raise UsageError("--executor ray needs Ray: pip install 'ray>=2.9'; or use "
@@ -217,12 +219,19 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
 
 
 def check_writable(out: Path) -> None:
-    """Raise UsageError unless ``out`` is, or can be created as, a writable folder."""
-    probe = out
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out} is not writable: {probe} is not a writable folder")
+    """Raise UsageError unless ``out`` is, or can be created as, a folder in which a file can
+    be written: it is created and a probe file written and removed (folders this check
+    created are removed again when it fails)."""
+    created = [parent for parent in (out, *out.parents) if not parent.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe"):
+            pass
+    except OSError as exc:
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise UsageError(f"--out {out} is not writable: {exc.strerror or exc}")
 
 
 def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
@@ -235,6 +244,9 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
         say(line)
     store = Store(plan.out)
     todo = store.pending(plan.specs, plan.rerun)
+    for path in store.set_aside:
+        say(f"warning: {path.with_suffix('')} could not be read; set aside as {path.name}, "
+            "its cell will run again")
     say(f"{len(plan.specs)} cells: {len(plan.specs) - len(todo)} done already, "
         f"{len(todo)} to run; results in {plan.out}")
     version = code_version()
