@@ -16,11 +16,11 @@ from typing import Optional
 import avalanche
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import methods
 from benchmarks import models, streams
 from benchmarks.metrics import ScoreCollector, per_class_on_subsets, summarize
+from benchmarks.progress import Progress
 from benchmarks.runner.spec import RunSpec, new_record
 from strategies.memory import MemoryPlugin
 from strategies.template import label_counts
@@ -97,11 +97,11 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     ctx = methods.MethodContext(model, info, hparams, train, benchmark, device, [collector],
                                 spec.seed)
     strategy = method.build(ctx)
-    sessions = zip(benchmark.train_stream, benchmark.test_stream)
-    bar = tqdm(list(sessions), desc=f"{spec.method} {spec.stream} s{spec.seed}",
-               unit="session", disable=not progress, leave=False)
+    sessions = list(zip(benchmark.train_stream, benchmark.test_stream))
+    bar = Progress(len(sessions), f"{spec.method} {spec.stream} seed {spec.seed}", "session",
+                   enabled=progress, leave=False)
     test_sets = []  # (dataset indices, n_seen) of each session's test set
-    for train_exp, test_exp in bar:
+    for train_exp, test_exp in sessions:
         start = time.perf_counter()
         strategy.train(train_exp)
         trained = time.perf_counter()
@@ -114,6 +114,8 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
             "memory": memory_held(strategy),
             "train_time_s": trained - start, "eval_time_s": time.perf_counter() - trained,
             "train_loss": strategy.epoch_losses, "metrics": metrics, "per_class": per_class})
+        bar.update()
+    bar.close()
     logits, targets, index = collector.scores
     final_on_earlier = per_class_on_subsets(logits, targets, index, test_sets[:-1],
                                             info.label_mode)

@@ -9,6 +9,9 @@ Results go to ``--out`` (default ``results/<name>``): ``records/<id>.json`` per 
 ``leaderboard.csv``/``.md``, ``per_seed.csv`` and ``plots/``. Running the same command again
 skips done cells, retries failed ones and runs the rest. Every user error is one line on
 stderr and exit status 2, before any work; a failed cell makes the exit status 1.
+
+torch, Avalanche and the methods are imported only once the arguments have parsed, so that
+``--help`` and flag errors answer at once.
 """
 from __future__ import annotations
 
@@ -21,19 +24,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from tqdm import tqdm
-
-from benchmarks import models, streams
-from benchmarks.report import render, write_tensorboard
-from benchmarks.runner.executors import run_local, run_ray
-from benchmarks.runner.grid import (GridError, expand, load_config, parse_seeds, parse_sets,
-                                    split_list)
-from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.store import Store
 from benchmarks.runner.version import cell_version, code_version
-from methods import MethodError, discover, load_plugin
+
+if TYPE_CHECKING:
+    from benchmarks.runner.spec import RunSpec
 
 DEFAULT_STREAM = "digits:B0-C2"
 DEFAULT_SEEDS = "0,1,2"
@@ -43,6 +40,19 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device", "backbone", "pr
 
 # Config keys that are on/off switches on the command line.
 SWITCHES = ("channels_last",)
+
+EPILOG = """\
+streams: dataset:B<base>-C<inc>[?option=value&...], e.g. digits:B0-C2, coco:B40-C10,
+  voc:B0-C4?order=shuffled, digits:B0-C2?valid=0.1&eval=valid (--list shows datasets,
+  protocols and options).
+resuming: a cell's id is a hash of its spec (method, stream, seed, overrides); each
+  finished cell's record is written to OUT/records/ at once, so running the same command
+  again skips done cells, retries failed ones and runs the rest, even after a kill.
+  Records of other code are kept and their rows flagged stale: --rerun METHOD reruns them.
+exit status: 0 all cells done; 1 some cell failed (recorded with its reason; the others
+  ran); 2 bad input (one 'error:' line, nothing run or written); 130 interrupted (finished
+  cells kept, leaderboard written).
+"""
 
 
 class UsageError(Exception):
@@ -72,8 +82,9 @@ def _at_least(kind, minimum):
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m benchmarks.run",
-                description="Run methods x streams x seeds, store a record per cell, and "
-                            "write a leaderboard with plots.")
+               description="Run methods x streams x seeds, store a record per cell, and "
+                           "write a leaderboard with plots.",
+               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", help="comma-separated method names (see --list)")
     p.add_argument("--streams", help=f"comma-separated streams (default {DEFAULT_STREAM})")
     p.add_argument("--seeds", help=f"comma-separated integer seeds (default {DEFAULT_SEEDS})")
@@ -82,8 +93,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_at_least(float, 0.0), help="learning rate")
     p.add_argument("--memory", type=_at_least(int, 0),
                    help="replay memory budget (per class or in total, as the recipe says)")
-    p.add_argument("--backbone", choices=sorted(models.BACKBONES),
-                   help="default: the stream's recipe")
+    p.add_argument("--backbone", help="smallcnn, resnet32, resnet18 or resnet50 "
+                                      "(default: the stream's recipe)")
     p.add_argument("--pretrained", metavar="PATH",
                    help="backbone weights from a local torchvision state-dict file")
     p.add_argument("--image-size", type=_at_least(int, 8), help="input side in pixels")
@@ -135,8 +146,17 @@ class Plan:
 
 def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the CLI; ``cell`` replaces :func:`benchmarks.cell.run_cell` (tests)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args, config = _parse(sys.argv[1:] if argv is None else list(argv))
+        parser().parse_args(argv)  # --help and flag errors before the heavy imports
+    except UsageError as exc:
+        return _usage_error(exc)
+    from benchmarks import streams
+    from benchmarks.runner.grid import GridError
+    from methods import MethodError, discover, load_plugin
+
+    try:
+        args, config = _parse(argv)
         discover()  # the suite's methods first: a plugin may not take their names
         for plugin in args.plugin:
             load_plugin(plugin)
@@ -145,13 +165,19 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
             return 0
         plan = _plan(args, config)
     except (UsageError, GridError, MethodError, streams.StreamError) as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+        return _usage_error(exc)
     return execute(plan, cell)
+
+
+def _usage_error(exc: Exception) -> int:
+    print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+    return 2
 
 
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     """The flags, with a ``--config`` file's options under them (the command line wins)."""
+    from benchmarks.runner.grid import load_config
+
     args = parser().parse_args(argv)
     if not args.config:
         return args, {}
@@ -161,6 +187,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
 
 def _config_argv(config: dict) -> list[str]:
     """A config's options (but ``grid``) as command-line tokens."""
+    from benchmarks.runner.grid import split_list
+
     def text(value):
         return value if isinstance(value, str) else json.dumps(value)
 
@@ -180,7 +208,15 @@ def _config_argv(config: dict) -> list[str]:
 
 
 def _plan(args: argparse.Namespace, config: dict) -> Plan:
-    """Validate everything a user can get wrong, touching no file."""
+    """Validate everything a user can get wrong (creating only the results folder, to check
+    that it is writable)."""
+    from benchmarks import models, streams
+    from benchmarks.runner.grid import expand, parse_seeds, parse_sets, split_list
+    from methods import discover
+
+    if args.backbone is not None and args.backbone not in models.BACKBONES:
+        raise UsageError(f"argument --backbone: invalid choice: {args.backbone!r} (choose "
+                         f"from {', '.join(sorted(models.BACKBONES))})")
     if not args.methods:
         known = ", ".join(sorted(discover())) or "none"
         raise UsageError(f"--methods is required, e.g. --methods finetune,replay; known: {known}")
@@ -235,7 +271,10 @@ def check_writable(out: Path) -> None:
 
 
 def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
-    """Run the pending cells, write each record as it arrives, render the report."""
+    """Run the pending cells, write each record as it arrives, render the report (also when
+    interrupted, from the cells that finished)."""
+    from benchmarks.report import render
+
     def say(line):
         if not plan.quiet:
             print(line, file=sys.stderr)
@@ -260,8 +299,10 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
         if todo:
             _run_cells(plan, todo, store, version, cell)
     except KeyboardInterrupt:
-        print(f"interrupted: finished cells are saved in {plan.out}; run the same command "
-              "to resume", file=sys.stderr)
+        paths = render(plan.out, version)
+        print(f"interrupted: finished cells are saved in {plan.out} and in its leaderboard; "
+              "run the same command to resume", file=sys.stderr)
+        print(" ".join(str(path) for path in paths))
         return 130
     paths = render(plan.out, version)
     stored = store.load_all()
@@ -280,24 +321,32 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
 def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
                cell: Optional[Callable[..., dict]]) -> None:
     """Run ``todo`` on the plan's executor; stamp, store (and log) each record on arrival."""
+    from benchmarks.progress import Progress
+    from benchmarks.report import write_tensorboard
+    from benchmarks.runner.executors import run_local, run_ray
+
     if plan.executor == "ray":
         records = run_ray(todo, workers=plan.workers, address=plan.ray_address, cell=cell,
                           threads=plan.threads)
     else:
         records = run_local(todo, workers=plan.workers, cell=cell, threads=plan.threads,
-                            progress=not plan.quiet and plan.workers == 1)
-    with tqdm(total=len(todo), desc="cells", unit="cell", disable=plan.quiet) as bar:
+                            progress=not plan.quiet)
+    with Progress(len(todo), "cells", "cell", enabled=not plan.quiet) as bar:
         for record in records:
             record["method_source"] = _method_source(record["spec"]["method"])
             record["code_version"] = cell_version(version, record["method_source"])
             store.write(record)
             if plan.tensorboard:
                 write_tensorboard(record, plan.out / "tensorboard")
-            bar.update()
+            spec = record["spec"]
+            bar.update(f"{spec['method']} {spec['stream']} seed {spec['seed']}: "
+                       f"{record['status']}")
 
 
 def _method_source(name: str) -> Optional[str]:
     """The file of a method registered from outside the suite, else None."""
+    from methods import discover
+
     method = discover().get(name)
     return method.source if method and method.external else None
 
@@ -313,6 +362,9 @@ def _stale_methods(store: Store, specs: list[RunSpec], todo: list[RunSpec],
 
 def listing() -> str:
     """The registered methods (label modes, defaults) and datasets (protocols, options)."""
+    from benchmarks import streams
+    from methods import discover
+
     lines = ["methods:"]
     for name, method in sorted(discover().items()):
         lines.append(f"  {name}  [{'/'.join(sorted(method.label_modes))}-label]"
