@@ -7,10 +7,12 @@ record says ``status: failed`` with the reason.
 """
 from __future__ import annotations
 
+import hashlib
 import platform
 import random
 import time
 import traceback
+from pathlib import Path
 from typing import Optional
 
 import avalanche
@@ -73,6 +75,14 @@ def memory_held(strategy) -> Optional[dict]:
     return None
 
 
+def weights_of(path: Optional[str]) -> Optional[dict]:
+    """The pretrained weights a cell starts from: file and content hash (None: from scratch)."""
+    if not path:
+        return None
+    return {"path": str(Path(path).resolve()),
+            "sha1": hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]}
+
+
 def environment(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {"python": platform.python_version(), "torch": torch.__version__,
@@ -90,6 +100,7 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     train = resolve_train(info.recipe, spec.train)
     device = resolve_device(train["device"])
     record.update(env=environment(device), hparams=hparams, train=train,
+                  pretrained=weights_of(train["pretrained"]),
                   stream={k: getattr(info, k) for k in
                           ("name", "label_mode", "class_names", "sessions", "class_counts")})
     model = build_model(benchmark, info, train, spec.seed)

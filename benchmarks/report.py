@@ -41,8 +41,8 @@ SESSION_METRIC = {"multi": "mAP", "single": "acc"}
 GROUPS = ("head", "medium", "tail")
 ROW = ["stream", "method", "config", "threads"]
 # The columns of per_seed.csv before the summary metrics.
-CELL = ["id", *ROW, "seed", "label_mode", "status", "error", "code_version", "stale",
-        "wall_time_s"]
+CELL = ["id", *ROW, "seed", "label_mode", "pretrained", "status", "error", "code_version",
+        "stale", "wall_time_s"]
 
 
 def config_label(spec: dict) -> str:
@@ -65,6 +65,7 @@ def per_seed(records: list[dict], current: Optional[str] = None) -> pd.DataFrame
                      "config": config_label(spec),
                      "threads": (record.get("env") or {}).get("threads"), "seed": spec["seed"],
                      "label_mode": (record.get("stream") or {}).get("label_mode"),
+                     "pretrained": bool(record.get("pretrained")),
                      "status": record["status"], "error": record.get("error"),
                      "code_version": version, "stale": bool(now) and version != now,
                      "wall_time_s": record.get("wall_time_s"),
@@ -82,7 +83,8 @@ def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (stream, method, config, threads), cells in done.groupby(ROW, sort=False, dropna=False):
         row = {"stream": stream, "label_mode": cells["label_mode"].iloc[0], "method": method,
-               "config": config, "threads": threads, "n_seeds": len(cells)}
+               "config": config, "threads": threads,
+               "pretrained": bool(cells["pretrained"].all()), "n_seeds": len(cells)}
         for metric in metrics:
             values = pd.to_numeric(cells[metric], errors="coerce")
             row[f"{metric}_mean"], row[f"{metric}_std"] = values.mean(), values.std()
@@ -92,7 +94,7 @@ def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
         row["stale"] = len(versions) > 1 or bool(cells["stale"].any())
         rows.append(row)
     board = pd.DataFrame(rows, columns=[
-        "stream", "label_mode", "method", "config", "threads", "n_seeds",
+        "stream", "label_mode", "method", "config", "threads", "pretrained", "n_seeds",
         *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
         "wall_time_s_mean", "code_versions", "stale"])
     board["_headline"] = [row.get(f"avg_{SESSION_METRIC.get(row['label_mode'])}_mean")

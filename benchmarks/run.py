@@ -133,7 +133,7 @@ class Plan:
     """A validated grid: what to run, where, and how."""
 
     specs: list[RunSpec]
-    skipped: list[str]
+    notes: list[str]  # said before the run: skipped pairs, warnings
     out: Path
     rerun: list[str]
     workers: int
@@ -236,8 +236,13 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
                          f"not in --methods; accepted: {', '.join(methods)}")
     if not grid.specs:
         raise UsageError("nothing to run: " + "; ".join(grid.skipped))
+    notes = list(grid.skipped)
     for name in dict.fromkeys(spec.stream for spec in grid.specs):
         streams.check(name, args.data_root, args.image_size, args.batch_size)
+        if streams.parse(name)[0].published_pretrained and not args.pretrained:
+            notes.append(f"warning: {name} trains its backbone from scratch; its published "
+                         "numbers start from ImageNet-pretrained weights: pass --pretrained "
+                         "PATH (a local torchvision state dict)")
     executor = args.executor or "local"
     if executor == "ray" and importlib.util.find_spec("ray") is None:
         raise UsageError("--executor ray needs Ray: pip install 'ray>=2.9'; or use "
@@ -250,7 +255,7 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     name = args.name or (Path(args.config).stem if args.config else "default")
     out = Path(args.out or Path("results") / name)
     check_writable(out)
-    return Plan(grid.specs, grid.skipped, out, rerun, args.workers or 1, args.threads, executor,
+    return Plan(grid.specs, notes, out, rerun, args.workers or 1, args.threads, executor,
                 args.ray_address, args.tensorboard, args.quiet)
 
 
@@ -279,7 +284,7 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
         if not plan.quiet:
             print(line, file=sys.stderr)
 
-    for line in plan.skipped:
+    for line in plan.notes:
         say(line)
     store = Store(plan.out)
     todo = store.pending(plan.specs, plan.rerun)

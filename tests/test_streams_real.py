@@ -308,3 +308,19 @@ def test_missing_data_is_a_clear_error(tmp_path, stream, layout):
 def test_bad_order_option_is_rejected_by_check(coco_root):
     with pytest.raises(StreamError, match="order='random'"):
         streams.check("coco:B0-C2?order=random", str(coco_root))
+
+
+def test_a_coco_grid_from_scratch_is_warned_about(coco_root, tmp_path, capsys):
+    import fake_cell
+    from benchmarks.run import main
+
+    toy = str(Path(__file__).with_name("toy_methods.py"))
+    argv = ["--methods", "toy", "--plugin", toy, "--streams", "coco:B0-C2", "--seeds", "0",
+            "--data-root", str(coco_root), "--out", str(tmp_path / "a")]
+    assert main(argv, cell=fake_cell.run_cell) == 0
+    assert "warning: coco:B0-C2 trains its backbone from scratch" in capsys.readouterr().err
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    assert main([*argv[:-1], str(tmp_path / "b"), "--pretrained", str(weights)],
+                cell=fake_cell.run_cell) == 0
+    assert "from scratch" not in capsys.readouterr().err
