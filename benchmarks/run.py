@@ -118,6 +118,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", help="an existing Ray cluster (default: a local instance)")
     p.add_argument("--out", help="results folder (default results/<name>)")
     p.add_argument("--name", help="grid name (default: the config's file name, or 'default')")
+    p.add_argument("--baseline", metavar="METHOD",
+                   help="leaderboard differences are paired to this method (default replay)")
     p.add_argument("--rerun", metavar="METHOD[,METHOD]",
                    help="rerun these methods' cells even where records are done")
     p.add_argument("--tensorboard", action="store_true",
@@ -142,6 +144,7 @@ class Plan:
     ray_address: Optional[str]
     tensorboard: bool
     quiet: bool
+    baseline: Optional[str] = None
 
 
 def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
@@ -230,6 +233,9 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     if args.pretrained and not Path(args.pretrained).is_file():
         raise UsageError(f"--pretrained {args.pretrained}: no such file (give a local "
                          "torchvision state dict; nothing is downloaded)")
+    if args.baseline and args.baseline not in methods:
+        raise UsageError(f"--baseline {args.baseline} is not in --methods; accepted: "
+                         + ", ".join(methods))
     rerun = split_list(args.rerun or "")
     if set(rerun) - set(methods):
         raise UsageError(f"--rerun names {', '.join(sorted(set(rerun) - set(methods)))}, "
@@ -256,7 +262,7 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     out = Path(args.out or Path("results") / name)
     check_writable(out)
     return Plan(grid.specs, notes, out, rerun, args.workers or 1, args.threads, executor,
-                args.ray_address, args.tensorboard, args.quiet)
+                args.ray_address, args.tensorboard, args.quiet, args.baseline)
 
 
 def check_writable(out: Path) -> None:
@@ -304,12 +310,12 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
         if todo:
             _run_cells(plan, todo, store, version, cell)
     except KeyboardInterrupt:
-        paths = render(plan.out, version)
+        paths = render(plan.out, version, plan.baseline)
         print(f"interrupted: finished cells are saved in {plan.out} and in its leaderboard; "
               "run the same command to resume", file=sys.stderr)
         print(" ".join(str(path) for path in paths))
         return 130
-    paths = render(plan.out, version)
+    paths = render(plan.out, version, plan.baseline)
     stored = store.load_all()
     failed = [stored[spec.id] for spec in plan.specs if stored[spec.id]["status"] != "done"]
     if failed:
