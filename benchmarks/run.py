@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from benchmarks import models, streams
 from benchmarks.report import render, write_tensorboard
-from benchmarks.runner.executors import run_local, run_ray
+from benchmarks.runner.executors import run_local
 from benchmarks.runner.grid import (GridError, expand, load_config, parse_seeds, parse_sets,
                                     split_list)
+from benchmarks.runner.ray_executor import ClusterError, check_fits, cluster_nodes, run_ray
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.store import Store
 from benchmarks.runner.version import code_version
@@ -35,6 +36,7 @@ from methods import MethodError, discover, load_plugin
 
 DEFAULT_STREAM = "digits:B0-C2"
 DEFAULT_SEEDS = "0,1,2"
+RAY_TIMEOUT, RAY_RETRIES = 30.0, 3
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device", "backbone", "pretrained",
                "image_size", "amp", "channels_last")
@@ -102,7 +104,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_at_least(int, 1),
                    help="torch threads per cell (default: CPU cores / workers)")
     p.add_argument("--executor", choices=["local", "ray"], help="default local")
-    p.add_argument("--ray-address", help="an existing Ray cluster (default: a local instance)")
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="an existing Ray cluster's head (implies --executor ray; default: a "
+                        "local instance)")
+    p.add_argument("--ray-timeout", type=_at_least(float, 1), metavar="SECONDS",
+                   help=f"how long to wait for the Ray cluster (default {RAY_TIMEOUT:g})")
+    p.add_argument("--ray-retries", type=_at_least(int, 0), metavar="N",
+                   help="times a cell whose Ray worker or node died is run again (default "
+                        f"{RAY_RETRIES}; a cell that raised is not)")
     p.add_argument("--out", help="results folder (default results/<name>)")
     p.add_argument("--name", help="grid name (default: the config's file name, or 'default')")
     p.add_argument("--rerun", metavar="METHOD[,METHOD]",
@@ -127,6 +136,7 @@ class Plan:
     threads: Optional[int]
     executor: str
     ray_address: Optional[str]
+    ray_retries: int
     tensorboard: bool
     quiet: bool
 
@@ -141,7 +151,7 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
             print(listing())
             return 0
         plan = _plan(args, config)
-    except (UsageError, GridError, MethodError, streams.StreamError) as exc:
+    except (UsageError, GridError, MethodError, streams.StreamError, ClusterError) as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     return execute(plan, cell)
@@ -199,10 +209,8 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
         raise UsageError("nothing to run: " + "; ".join(grid.skipped))
     for name in dict.fromkeys(spec.stream for spec in grid.specs):
         streams.check(name, args.data_root)
-    executor = args.executor or "local"
-    if executor == "ray" and importlib.util.find_spec("ray") is None:
-        raise UsageError("--executor ray needs Ray: pip install 'ray>=2.9'; or use "
-                         "--executor local")
+    executor = args.executor or ("ray" if args.ray_address else "local")
+    _check_ray_flags(args, executor)
     if executor == "local" and args.device == "cuda":
         import torch
 
@@ -211,8 +219,23 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     name = args.name or (Path(args.config).stem if args.config else "default")
     out = Path(args.out or Path("results") / name)
     check_writable(out)
+    if executor == "ray":  # last: it asks the cluster
+        check_fits(grid.specs, cluster_nodes(args.ray_address, args.ray_timeout or RAY_TIMEOUT),
+                   args.workers or 1, args.threads, args.ray_address)
     return Plan(grid.specs, grid.skipped, out, rerun, args.workers or 1, args.threads, executor,
-                args.ray_address, args.tensorboard, args.quiet)
+                args.ray_address, RAY_RETRIES if args.ray_retries is None else args.ray_retries,
+                args.tensorboard, args.quiet)
+
+
+def _check_ray_flags(args: argparse.Namespace, executor: str) -> None:
+    """The --ray-* flags apply only with --executor ray, which needs Ray installed."""
+    given = [f"--ray-{flag}" for flag in ("address", "timeout", "retries")
+             if getattr(args, f"ray_{flag}") is not None]
+    if executor != "ray" and given:
+        raise UsageError(f"{', '.join(given)} only apply with --executor ray")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--executor ray needs Ray: pip install 'ray>=2.9'; or use "
+                         "--executor local")
 
 
 def check_writable(out: Path) -> None:
@@ -264,13 +287,13 @@ def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
     """Run ``todo`` on the plan's executor; stamp, store (and log) each record on arrival."""
     if plan.executor == "ray":
         records = run_ray(todo, workers=plan.workers, address=plan.ray_address, cell=cell,
-                          threads=plan.threads)
+                          threads=plan.threads, retries=plan.ray_retries, version=version)
     else:
         records = run_local(todo, workers=plan.workers, cell=cell, threads=plan.threads,
                             progress=not plan.quiet and plan.workers == 1)
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=plan.quiet) as bar:
         for record in records:
-            record["code_version"] = version
+            record.setdefault("code_version", version)  # the Ray executor's: its node's
             store.write(record)
             if plan.tensorboard:
                 write_tensorboard(record, plan.out / "tensorboard")
