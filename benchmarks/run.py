@@ -13,10 +13,12 @@ stderr and exit status 2, before any work; a failed cell makes the exit status 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,7 +33,7 @@ from benchmarks.runner.grid import (GridError, expand, load_config, parse_seeds,
 from benchmarks.runner.ray_executor import ClusterError, check_fits, cluster_nodes, run_ray
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.store import Store
-from benchmarks.runner.version import code_version
+from benchmarks.runner.version import cell_version, code_version, method_source
 from methods import MethodError, discover, load_plugin
 
 DEFAULT_STREAM = "digits:B0-C2"
@@ -145,6 +147,7 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the CLI; ``cell`` replaces :func:`benchmarks.cell.run_cell` (tests)."""
     try:
         args, config = _parse(sys.argv[1:] if argv is None else list(argv))
+        discover()  # the suite's methods first: a plugin may not take their names
         for plugin in args.plugin:
             load_plugin(plugin)
         if args.list:
@@ -194,7 +197,7 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     methods = split_list(args.methods)
     sets = parse_sets(args.set)
     grid = expand(methods, split_list(args.streams or DEFAULT_STREAM),
-                  parse_seeds(args.seeds or DEFAULT_SEEDS), sets=sets,
+                  parse_seeds(DEFAULT_SEEDS if args.seeds is None else args.seeds), sets=sets,
                   grid=config.get("grid"), data_root=args.data_root,
                   train={k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None},
                   plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin))
@@ -208,7 +211,7 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     if not grid.specs:
         raise UsageError("nothing to run: " + "; ".join(grid.skipped))
     for name in dict.fromkeys(spec.stream for spec in grid.specs):
-        streams.check(name, args.data_root)
+        streams.check(name, args.data_root, args.image_size, args.batch_size)
     executor = args.executor or ("ray" if args.ray_address else "local")
     _check_ray_flags(args, executor)
     if executor == "local" and args.device == "cuda":
@@ -239,12 +242,19 @@ def _check_ray_flags(args: argparse.Namespace, executor: str) -> None:
 
 
 def check_writable(out: Path) -> None:
-    """Raise UsageError unless ``out`` is, or can be created as, a writable folder."""
-    probe = out
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out} is not writable: {probe} is not a writable folder")
+    """Raise UsageError unless ``out`` is, or can be created as, a folder in which a file can
+    be written: it is created and a probe file written and removed (folders this check
+    created are removed again when it fails)."""
+    created = [parent for parent in (out, *out.parents) if not parent.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe"):
+            pass
+    except OSError as exc:
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise UsageError(f"--out {out} is not writable: {exc.strerror or exc}")
 
 
 def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
@@ -257,10 +267,18 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
         say(line)
     store = Store(plan.out)
     todo = store.pending(plan.specs, plan.rerun)
+    for path in store.set_aside:
+        say(f"warning: {path.with_suffix('')} could not be read; set aside as {path.name}, "
+            "its cell will run again")
     say(f"{len(plan.specs)} cells: {len(plan.specs) - len(todo)} done already, "
         f"{len(todo)} to run; results in {plan.out}")
-    plan.out.mkdir(parents=True, exist_ok=True)
     version = code_version()
+    stale = _stale_methods(store, plan.specs, todo, version)
+    if stale:
+        say("done cells of " + ", ".join(stale) + " come from other code (the suite's or "
+            "their plugin file's): their rows are flagged stale; rerun them with --rerun "
+            + ",".join(stale))
+    plan.out.mkdir(parents=True, exist_ok=True)
     try:
         if todo:
             _run_cells(plan, todo, store, version, cell)
@@ -293,11 +311,22 @@ def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
                             progress=not plan.quiet and plan.workers == 1)
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=plan.quiet) as bar:
         for record in records:
-            record.setdefault("code_version", version)  # the Ray executor's: its node's
+            record["method_source"] = method_source(record["spec"]["method"])
+            # The Ray executor's records carry the version computed on their node.
+            record.setdefault("code_version", cell_version(version, record["method_source"]))
             store.write(record)
             if plan.tensorboard:
                 write_tensorboard(record, plan.out / "tensorboard")
             bar.update()
+
+
+def _stale_methods(store: Store, specs: list[RunSpec], todo: list[RunSpec],
+                   version: str) -> list[str]:
+    """Methods with done cells (kept, not rerun) whose code version is not the current one."""
+    records, todo_ids = store.load_all(), {spec.id for spec in todo}
+    return sorted({spec.method for spec in specs if spec.id not in todo_ids
+                   and records[spec.id].get("code_version")
+                   != cell_version(version, method_source(spec.method))})
 
 
 def listing() -> str:

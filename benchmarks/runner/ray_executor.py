@@ -28,7 +28,7 @@ from typing import Iterator, Optional, Sequence
 
 from .executors import Cell, _default_cell, _set_threads, failed_record, threads_per_cell
 from .spec import RunSpec
-from .version import code_version
+from .version import cell_version, code_version, method_source
 
 # Ray's log line when the cluster refuses this driver's token (it then retries for ~20 s).
 AUTH_REFUSED = ("InvalidAuthToken", "Unauthenticated")
@@ -180,18 +180,20 @@ def run_ray(specs: Sequence[RunSpec], *, workers: int = 1, address: Optional[str
                 record = failed_record(spec, exc.with_traceback(None))
             except Exception as exc:  # a cell that broke its contract (returned no record)
                 record = failed_record(spec, exc.with_traceback(None))
-            yield provenance(record, version, attempt, crashes)
+            yield provenance(record, version and cell_version(version, method_source(
+                spec.method)), attempt, crashes)
     finally:
         ray.shutdown()
 
 
 def provenance(record: dict, version: Optional[str], attempts: int, crashes: list) -> dict:
-    """``record`` with its attempts (and the errors of those that crashed) under ``ray``,
-    failed when the code version computed on its node differs from the driver's."""
+    """``record`` with its attempts (and the errors of those that crashed) under ``ray``; a
+    done record whose node computed another code version than ``version`` (the driver's)
+    is failed."""
     ran = record.setdefault("ray", {})
     ran.update(attempts=attempts, crashes=crashes)
     node_version = record.get("code_version")
-    if version and node_version and node_version != version:
+    if record["status"] == "done" and version and node_version and node_version != version:
         record.update(status="failed", error=(
             f"code version mismatch: node {ran.get('hostname')} ({ran.get('node_ip')}) ran "
             f"{node_version}, the driver has {version}; install the driver's code on every "
@@ -200,17 +202,18 @@ def provenance(record: dict, version: Optional[str], attempts: int, crashes: lis
 
 
 def _ray_cell(cell: Cell, spec: RunSpec, threads: int) -> dict:
-    """A task: run one cell, with where it ran and the code version of this node."""
+    """A task: run one cell; add where it ran and the code version of this node (the suite's
+    and, for a plugin method, its file as the cell loaded it)."""
     import ray
 
     where = {"hostname": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(),
              "node_id": ray.get_runtime_context().get_node_id()}
-    version = code_version()
     _set_threads(threads)
     try:
         record = cell(spec)
     except Exception as exc:
         record = failed_record(spec, exc)
+    version = cell_version(code_version(), method_source(spec.method))
     return {**record, "code_version": version, "ray": where}
 
 

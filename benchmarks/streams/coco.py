@@ -58,6 +58,7 @@ def check_coco(name, data_root):
 
 @register("coco", label_mode="multi", num_classes=80, protocols=["B0-C10", "B40-C10"],
           options={"order": "alphabetical", "data_seed": 0}, check=check_coco,
+          recipe=MLCIL_RECIPE,
           description="MS-COCO 2014 multi-label (train2014 / val2014), pycocotools")
 def build_coco(name, data_root=None, image_size=None):
     root = locate("coco", data_root, PARTS, LAYOUT)
