@@ -30,6 +30,7 @@ from .executors import Cell, _default_cell, _set_threads, failed_record, threads
 from .spec import RunSpec
 from .version import cell_version, code_version, method_source
 
+MODULE = "benchmarks.runner.ray_executor"  # __name__ is __main__ when run with -m
 # Ray's log line when the cluster refuses this driver's token (it then retries for ~20 s).
 AUTH_REFUSED = ("InvalidAuthToken", "Unauthenticated")
 TOKEN_HELP = ("the cluster's token in RAY_AUTH_TOKEN, or in the file named by "
@@ -57,8 +58,8 @@ def cluster_nodes(address: Optional[str], timeout: float) -> list[dict]:
         return [{"node_id": None, "ip": "this machine", "hostname": socket.gethostname(),
                  "CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}]
     out = tempfile.TemporaryFile("w+")
-    child = subprocess.Popen([sys.executable, "-m", __name__, "--json", address],
-                             stdout=out, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-m", MODULE, "--json", address], stdout=out,
+                             stderr=subprocess.PIPE, text=True)
     log, refused = [], threading.Event()
 
     def read_log():
@@ -230,7 +231,7 @@ def _node_version() -> dict:
 def main(argv=None) -> int:
     """List the cluster's alive nodes: as JSON (``--json``, what :func:`cluster_nodes` reads),
     or as a table with each node's code version against this machine's."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.runner.ray_executor",
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}",
                                 description=main.__doc__)
     p.add_argument("address", help="HOST:PORT of the cluster's head node")
     p.add_argument("--json", action="store_true", help="nodes as JSON, without versions")
