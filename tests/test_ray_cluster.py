@@ -24,7 +24,7 @@ import pytest
 
 import fake_cell
 from benchmarks.run import main
-from benchmarks.runner.ray_executor import cluster_nodes, run_ray
+from benchmarks.runner.ray_executor import _provenance, cluster_nodes, run_ray
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.store import Store
 from benchmarks.runner.version import code_version
@@ -177,10 +177,13 @@ def test_a_cell_no_node_can_take_is_refused_before_any_work(cluster, tmp_path, c
 @pytest.mark.parametrize("mode, token, says", [
     (None, None, "requires token authentication: set RAY_AUTH_MODE=token (it is unset)"),
     ("token", "0" * 64, "refused this driver's authentication token"),
+    ("token", None, "RAY_AUTH_MODE=token but this driver has no token"),
 ])
 def test_a_driver_without_the_cluster_token_is_told_what_to_set(cluster, tmp_path, capsys,
                                                                monkeypatch, mode, token, says):
     use_token(monkeypatch, mode, token)  # for the child process that asks the cluster first
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token either
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
     start = time.monotonic()
     assert main([*GRID, "--ray-address", cluster, "--out", str(tmp_path)], cell=forbidden) == 2
     assert time.monotonic() - start < 15  # Ray alone retries for 20 s, then a traceback
@@ -188,20 +191,25 @@ def test_a_driver_without_the_cluster_token_is_told_what_to_set(cluster, tmp_pat
     assert err.count("\n") == 1 and says in err and "RAY_AUTH_TOKEN" in err
 
 
-def test_a_worker_that_dies_is_retried_and_other_code_on_a_node_fails_its_cell(cluster):
-    specs = [RunSpec("toy", TINY, 0, {"mode": "ok"}), RunSpec("toy", TINY, 0, {"mode": "die"})]
-    records = {r["spec"]["hparams"]["mode"]: r for r in run_ray(
-        specs, address=cluster, cell=fake_cell.run_cell, threads=2, retries=1,
-        version="git:0123456789ab")}
-    died = records["die"]
+def test_a_worker_that_dies_is_retried_up_to_the_retries(cluster):
+    (died,) = run_ray([RunSpec("toy", TINY, 0, {"mode": "die"})], address=cluster,
+                      cell=fake_cell.run_cell, threads=2, retries=1)
     assert died["status"] == "failed" and died["ray"]["attempts"] == 2, died["error"]
     assert [c.split(":")[0] for c in died["ray"]["crashes"]] == ["WorkerCrashedError"] * 2
-    other = records["ok"]
-    assert other["status"] == "failed" and other["ray"]["attempts"] == 1
-    assert other["error"].startswith(f"code version mismatch: node {socket.gethostname()} "
-                                     f"({LOOPBACK}) ran {code_version()}, the driver has "
-                                     "git:0123456789ab")
-    assert other["summary"]  # what the node computed is kept for inspection
+    assert died["error"].startswith("WorkerCrashedError: ")
+
+
+def test_a_cell_its_node_ran_with_other_code_is_failed():
+    ran = {"status": "done", "error": None, "code_version": "git:0123456789ab", "summary": {},
+           "ray": {"hostname": "node7", "node_ip": "10.0.0.7"}}
+    record = _provenance(dict(ran), "git:ba9876543210", 1, [])
+    assert (record["status"], record["ray"]["attempts"]) == ("failed", 1)
+    assert record["error"].startswith("code version mismatch: node node7 (10.0.0.7) ran "
+                                      "git:0123456789ab, the driver has git:ba9876543210;")
+    assert "summary" in record  # what the node computed is kept for inspection
+    assert _provenance(dict(ran), "git:0123456789ab", 1, [])["status"] == "done"
+    failed = {**ran, "status": "failed", "error": "ValueError: loss is NaN"}
+    assert _provenance(failed, "git:ba9876543210", 1, [])["error"] == "ValueError: loss is NaN"
 
 
 def test_a_bad_address_fails_within_the_timeout(tmp_path, capsys, monkeypatch):

@@ -57,27 +57,8 @@ def cluster_nodes(address: Optional[str], timeout: float) -> list[dict]:
 
         return [{"node_id": None, "ip": "this machine", "hostname": socket.gethostname(),
                  "CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}]
-    out = tempfile.TemporaryFile("w+")
-    child = subprocess.Popen([sys.executable, "-m", MODULE, "--json", address], stdout=out,
-                             stderr=subprocess.PIPE, text=True)
-    log, refused = [], threading.Event()
-
-    def read_log():
-        for line in child.stderr:
-            log.append(line.strip())
-            if any(mark in line for mark in AUTH_REFUSED):
-                refused.set()
-
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + timeout
-    while child.poll() is None and not refused.is_set() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if child.poll() is None:
-        child.kill()
-    child.wait()
-    reader.join()
-    if refused.is_set():
+    returncode, out, log = _ask_for_nodes(address, timeout)
+    if any(mark in line for line in log for mark in AUTH_REFUSED):
         mode = os.environ.get("RAY_AUTH_MODE", "")
         if mode.lower() != "token":
             raise ClusterError(f"the Ray cluster at {address} requires token authentication: "
@@ -85,18 +66,45 @@ def cluster_nodes(address: Optional[str], timeout: float) -> list[dict]:
                                f"{TOKEN_HELP}")
         raise ClusterError(f"the Ray cluster at {address} refused this driver's "
                            f"authentication token; give {TOKEN_HELP}")
-    if child.returncode == 0:
-        out.seek(0)
-        return json.loads(out.read())
+    if returncode == 0:
+        return json.loads(out)
+    if returncode == NO_TOKEN:
+        raise ClusterError(f"RAY_AUTH_MODE=token but this driver has no token: give {TOKEN_HELP}")
     reasons = [RAY_LOG_PREFIX.sub("", line) for line in log
                if line and not line.startswith(("Traceback", " "))]
     reason = reasons[-1] if reasons else "Ray said nothing yet"
-    if child.returncode == NO_TOKEN:
-        raise ClusterError(f"RAY_AUTH_MODE=token but this driver has no token: give {TOKEN_HELP}")
-    if child.returncode < 0:  # killed at the deadline
+    if returncode < 0:  # killed at the deadline
         raise ClusterError(f"no Ray cluster answered at {address} within {timeout:g} s "
                            f"(--ray-timeout): {reason}")
     raise ClusterError(f"cannot connect to the Ray cluster at {address}: {reason}")
+
+
+def _ask_for_nodes(address: str, timeout: float) -> tuple[int, str, list[str]]:
+    """Run ``python -m MODULE --json address`` for at most ``timeout`` seconds, and less when
+    Ray logs that the cluster refused the token: its exit status (negative when killed),
+    output and log lines."""
+    with tempfile.TemporaryFile("w+") as out:
+        child = subprocess.Popen([sys.executable, "-m", MODULE, "--json", address],
+                                 stdout=out, stderr=subprocess.PIPE, text=True)
+        log, refused = [], threading.Event()
+
+        def read_log():
+            for line in child.stderr:
+                log.append(line.strip())
+                if any(mark in line for mark in AUTH_REFUSED):
+                    refused.set()
+
+        reader = threading.Thread(target=read_log, daemon=True)
+        reader.start()
+        deadline = time.monotonic() + timeout
+        while child.poll() is None and not refused.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        reader.join()
+        out.seek(0)
+        return child.returncode, out.read(), log
 
 
 def task_resources(spec: RunSpec, threads: int, has_gpu: bool) -> dict:
@@ -181,13 +189,13 @@ def run_ray(specs: Sequence[RunSpec], *, workers: int = 1, address: Optional[str
                 record = failed_record(spec, exc.with_traceback(None))
             except Exception as exc:  # a cell that broke its contract (returned no record)
                 record = failed_record(spec, exc.with_traceback(None))
-            yield provenance(record, version and cell_version(version, method_source(
+            yield _provenance(record, version and cell_version(version, method_source(
                 spec.method)), attempt, crashes)
     finally:
         ray.shutdown()
 
 
-def provenance(record: dict, version: Optional[str], attempts: int, crashes: list) -> dict:
+def _provenance(record: dict, version: Optional[str], attempts: int, crashes: list) -> dict:
     """``record`` with its attempts (and the errors of those that crashed) under ``ray``; a
     done record whose node computed another code version than ``version`` (the driver's)
     is failed."""
@@ -227,12 +235,10 @@ def _node_version() -> dict:
     return {"hostname": socket.gethostname(), "code_version": code_version()}
 
 
-
 def main(argv=None) -> int:
     """List the cluster's alive nodes: as JSON (``--json``, what :func:`cluster_nodes` reads),
     or as a table with each node's code version against this machine's."""
-    p = argparse.ArgumentParser(prog=f"python -m {MODULE}",
-                                description=main.__doc__)
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=main.__doc__)
     p.add_argument("address", help="HOST:PORT of the cluster's head node")
     p.add_argument("--json", action="store_true", help="nodes as JSON, without versions")
     p.add_argument("--timeout", type=float, default=30.0,
