@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from benchmarks.runner.store import Store
-from benchmarks.runner.version import cell_version, code_version
+from benchmarks.runner.version import cell_version, code_version, method_source
 
 if TYPE_CHECKING:
     from benchmarks.runner.spec import RunSpec
 
 DEFAULT_STREAM = "digits:B0-C2"
 DEFAULT_SEEDS = "0,1,2"
+RAY_TIMEOUT, RAY_RETRIES = 30.0, 3
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device", "backbone", "pretrained",
                "image_size", "amp", "channels_last")
@@ -115,7 +116,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_at_least(int, 1),
                    help="torch threads per cell (default: CPU cores / workers)")
     p.add_argument("--executor", choices=["local", "ray"], help="default local")
-    p.add_argument("--ray-address", help="an existing Ray cluster (default: a local instance)")
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="an existing Ray cluster's head (implies --executor ray; default: a "
+                        "local instance)")
+    p.add_argument("--ray-timeout", type=_at_least(float, 1), metavar="SECONDS",
+                   help=f"how long to wait for the Ray cluster (default {RAY_TIMEOUT:g})")
+    p.add_argument("--ray-retries", type=_at_least(int, 0), metavar="N",
+                   help="times a cell whose Ray worker or node died is run again (default "
+                        f"{RAY_RETRIES}; a cell that raised is not)")
     p.add_argument("--out", help="results folder (default results/<name>)")
     p.add_argument("--name", help="grid name (default: the config's file name, or 'default')")
     p.add_argument("--baseline", metavar="METHOD",
@@ -142,6 +150,7 @@ class Plan:
     threads: Optional[int]
     executor: str
     ray_address: Optional[str]
+    ray_retries: int
     tensorboard: bool
     quiet: bool
     baseline: Optional[str] = None
@@ -156,6 +165,7 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
         return _usage_error(exc)
     from benchmarks import streams
     from benchmarks.runner.grid import GridError
+    from benchmarks.runner.ray_executor import ClusterError
     from methods import MethodError, discover, load_plugin
 
     try:
@@ -167,7 +177,7 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
             print(listing())
             return 0
         plan = _plan(args, config)
-    except (UsageError, GridError, MethodError, streams.StreamError) as exc:
+    except (UsageError, GridError, MethodError, streams.StreamError, ClusterError) as exc:
         return _usage_error(exc)
     return execute(plan, cell)
 
@@ -249,10 +259,8 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
             notes.append(f"warning: {name} trains its backbone from scratch; its published "
                          "numbers start from ImageNet-pretrained weights: pass --pretrained "
                          "PATH (a local torchvision state dict)")
-    executor = args.executor or "local"
-    if executor == "ray" and importlib.util.find_spec("ray") is None:
-        raise UsageError("--executor ray needs Ray: pip install 'ray>=2.9'; or use "
-                         "--executor local")
+    executor = args.executor or ("ray" if args.ray_address else "local")
+    _check_ray_flags(args, executor)
     if executor == "local" and args.device == "cuda":
         import torch
 
@@ -261,8 +269,25 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     name = args.name or (Path(args.config).stem if args.config else "default")
     out = Path(args.out or Path("results") / name)
     check_writable(out)
+    if executor == "ray":  # last: it asks the cluster
+        from benchmarks.runner.ray_executor import check_fits, cluster_nodes
+
+        check_fits(grid.specs, cluster_nodes(args.ray_address, args.ray_timeout or RAY_TIMEOUT),
+                   args.workers or 1, args.threads, args.ray_address)
     return Plan(grid.specs, notes, out, rerun, args.workers or 1, args.threads, executor,
-                args.ray_address, args.tensorboard, args.quiet, args.baseline)
+                args.ray_address, RAY_RETRIES if args.ray_retries is None else args.ray_retries,
+                args.tensorboard, args.quiet, args.baseline)
+
+
+def _check_ray_flags(args: argparse.Namespace, executor: str) -> None:
+    """The --ray-* flags apply only with --executor ray, which needs Ray installed."""
+    given = [f"--ray-{flag}" for flag in ("address", "timeout", "retries")
+             if getattr(args, f"ray_{flag}") is not None]
+    if executor != "ray" and given:
+        raise UsageError(f"{', '.join(given)} only apply with --executor ray")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--executor ray needs Ray: pip install 'ray>=2.9'; or use "
+                         "--executor local")
 
 
 def check_writable(out: Path) -> None:
@@ -334,18 +359,20 @@ def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
     """Run ``todo`` on the plan's executor; stamp, store (and log) each record on arrival."""
     from benchmarks.progress import Progress
     from benchmarks.report import write_tensorboard
-    from benchmarks.runner.executors import run_local, run_ray
+    from benchmarks.runner.executors import run_local
+    from benchmarks.runner.ray_executor import run_ray
 
     if plan.executor == "ray":
         records = run_ray(todo, workers=plan.workers, address=plan.ray_address, cell=cell,
-                          threads=plan.threads)
+                          threads=plan.threads, retries=plan.ray_retries, version=version)
     else:
         records = run_local(todo, workers=plan.workers, cell=cell, threads=plan.threads,
                             progress=not plan.quiet)
     with Progress(len(todo), "cells", "cell", enabled=not plan.quiet) as bar:
         for record in records:
-            record["method_source"] = _method_source(record["spec"]["method"])
-            record["code_version"] = cell_version(version, record["method_source"])
+            record["method_source"] = method_source(record["spec"]["method"])
+            # The Ray executor's records carry the version computed on their node.
+            record.setdefault("code_version", cell_version(version, record["method_source"]))
             store.write(record)
             if plan.tensorboard:
                 write_tensorboard(record, plan.out / "tensorboard")
@@ -354,21 +381,13 @@ def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
                        f"{record['status']}")
 
 
-def _method_source(name: str) -> Optional[str]:
-    """The file of a method registered from outside the suite, else None."""
-    from methods import discover
-
-    method = discover().get(name)
-    return method.source if method and method.external else None
-
-
 def _stale_methods(store: Store, specs: list[RunSpec], todo: list[RunSpec],
                    version: str) -> list[str]:
     """Methods with done cells (kept, not rerun) whose code version is not the current one."""
     records, todo_ids = store.load_all(), {spec.id for spec in todo}
     return sorted({spec.method for spec in specs if spec.id not in todo_ids
                    and records[spec.id].get("code_version")
-                   != cell_version(version, _method_source(spec.method))})
+                   != cell_version(version, method_source(spec.method))})
 
 
 def listing() -> str:

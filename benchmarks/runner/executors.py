@@ -1,4 +1,5 @@
-"""Executors: run cells and yield each record as soon as it finishes.
+"""Executors: run cells and yield each record as soon as it finishes (the Ray executor is in
+:mod:`.ray_executor`).
 
 Workers only return records; the driver writes them. ``cell`` is the cell function
 ``cell(spec, progress=False) -> record`` (default :func:`benchmarks.cell.run_cell`); it must be
@@ -7,9 +8,7 @@ threads are divided between the cells that run at once, unless ``threads`` sets 
 """
 from __future__ import annotations
 
-import functools
 import itertools
-import logging
 import multiprocessing
 import os
 import traceback
@@ -70,37 +69,6 @@ def run_local(specs: Sequence[RunSpec], *, workers: int = 1, cell: Optional[Cell
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def run_ray(specs: Sequence[RunSpec], *, workers: int = 1, address: Optional[str] = None,
-            cell: Optional[Cell] = None, threads: Optional[int] = None) -> Iterator[dict]:
-    """Run each spec as a Ray task on the cluster at ``address`` (a local instance when None;
-    a cluster's nodes need the suite installed).
-
-    A task asks for one GPU when its device is ``cuda`` (or ``auto`` on a cluster with GPUs),
-    else for the CPUs of its share of ``workers`` cells at once.
-    """
-    import ray
-
-    cell = cell or _default_cell()
-    threads = threads_per_cell(workers, threads)
-    ray.init(address=address, num_cpus=None if address else os.cpu_count(),
-             include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    try:
-        task = ray.remote(_ray_cell)
-        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        refs = {}
-        for spec in specs:
-            device = spec.train.get("device", "auto")
-            wants_gpu = device == "cuda" or (device == "auto" and has_gpu)
-            resources = {"num_gpus": 1} if wants_gpu else {"num_cpus": threads}
-            refs[task.options(**resources).remote(cell, spec, threads)] = spec
-        waiting = list(refs)
-        while waiting:
-            (ref,), waiting = ray.wait(waiting, num_returns=1)
-            yield _outcome(functools.partial(ray.get, ref), refs[ref])
-    finally:
-        ray.shutdown()
-
-
 def _outcome(result: Callable[[], dict], spec: RunSpec) -> dict:
     """The record a finished task returned, or a failed record if the task raised."""
     try:
@@ -109,11 +77,6 @@ def _outcome(result: Callable[[], dict], spec: RunSpec) -> dict:
         # A broken pool raises one exception object for every pending cell: drop the frames
         # each raise adds (the worker's own traceback stays in the exception's cause).
         return failed_record(spec, exc.with_traceback(None))
-
-
-def _ray_cell(cell: Cell, spec: RunSpec, threads: int) -> dict:
-    _set_threads(threads)
-    return cell(spec)
 
 
 def _set_threads(threads: int) -> None:

@@ -41,6 +41,14 @@ def cell_version(suite: str, method_source: Optional[str]) -> str:
     return f"{suite}+plugin:{digest}"
 
 
+def method_source(name: str) -> Optional[str]:
+    """The file of method ``name`` when it is registered from outside the suite, else None."""
+    from methods import discover
+
+    method = discover().get(name)
+    return method.source if method and method.external else None
+
+
 def sources_hash(root: Path = ROOT) -> str:
     """A short hash of every Python file of the packages (paths and contents)."""
     digest = hashlib.sha1()
