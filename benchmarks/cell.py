@@ -7,20 +7,22 @@ record says ``status: failed`` with the reason.
 """
 from __future__ import annotations
 
+import hashlib
 import platform
 import random
 import time
 import traceback
+from pathlib import Path
 from typing import Optional
 
 import avalanche
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import methods
 from benchmarks import models, streams
 from benchmarks.metrics import ScoreCollector, per_class_on_subsets, summarize
+from benchmarks.progress import Progress
 from benchmarks.runner.spec import RunSpec, new_record
 from strategies.memory import MemoryPlugin
 from strategies.template import label_counts
@@ -73,6 +75,14 @@ def memory_held(strategy) -> Optional[dict]:
     return None
 
 
+def weights_of(path: Optional[str]) -> Optional[dict]:
+    """The pretrained weights a cell starts from: file and content hash (None: from scratch)."""
+    if not path:
+        return None
+    return {"path": str(Path(path).resolve()),
+            "sha1": hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]}
+
+
 def environment(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {"python": platform.python_version(), "torch": torch.__version__,
@@ -90,6 +100,7 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     train = resolve_train(info.recipe, spec.train)
     device = resolve_device(train["device"])
     record.update(env=environment(device), hparams=hparams, train=train,
+                  pretrained=weights_of(train["pretrained"]),
                   stream={k: getattr(info, k) for k in
                           ("name", "label_mode", "class_names", "sessions", "class_counts")})
     model = build_model(benchmark, info, train, spec.seed)
@@ -97,11 +108,11 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     ctx = methods.MethodContext(model, info, hparams, train, benchmark, device, [collector],
                                 spec.seed)
     strategy = method.build(ctx)
-    sessions = zip(benchmark.train_stream, benchmark.test_stream)
-    bar = tqdm(list(sessions), desc=f"{spec.method} {spec.stream} s{spec.seed}",
-               unit="session", disable=not progress, leave=False)
+    sessions = list(zip(benchmark.train_stream, benchmark.test_stream))
+    bar = Progress(len(sessions), f"{spec.method} {spec.stream} seed {spec.seed}", "session",
+                   enabled=progress, leave=False)
     test_sets = []  # (dataset indices, n_seen) of each session's test set
-    for train_exp, test_exp in bar:
+    for train_exp, test_exp in sessions:
         start = time.perf_counter()
         strategy.train(train_exp)
         trained = time.perf_counter()
@@ -114,6 +125,8 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
             "memory": memory_held(strategy),
             "train_time_s": trained - start, "eval_time_s": time.perf_counter() - trained,
             "train_loss": strategy.epoch_losses, "metrics": metrics, "per_class": per_class})
+        bar.update()
+    bar.close()
     logits, targets, index = collector.scores
     final_on_earlier = per_class_on_subsets(logits, targets, index, test_sets[:-1],
                                             info.label_mode)

@@ -113,8 +113,10 @@ def session_metrics(
     label_mode: str,
     class_counts: list[int],
     threshold: float = 0.8,
+    n_old: int = 0,
 ) -> dict:
-    """Metrics after one session, over the first ``n_seen`` (seen) classes.
+    """Metrics after one session, over the first ``n_seen`` (seen) classes, of which the
+    first ``n_old`` were learned before the session (old) and the rest in it (new).
 
     Args:
         logits: (N, C_total) raw model outputs.
@@ -124,18 +126,30 @@ def session_metrics(
         label_mode: 'multi' or 'single'.
         class_counts: training images per class for all classes of the stream.
         threshold: decision threshold on sigmoid outputs (multi-label only).
+        n_old: classes learned before this session.
 
     Returns:
         multi: ``mAP, CP, CR, CF1, OP, OR, OF1, head_mAP, medium_mAP,
-        tail_mAP`` and ``per_class`` (AP per seen class).
-        single: ``acc, head_acc, medium_acc, tail_acc`` and ``per_class``
-        (accuracy per seen class). Percent floats, None when undefined.
+        tail_mAP, old_mAP, new_mAP`` and ``per_class`` (AP per seen class);
+        old / new mAP are the mean AP of the old / new classes.
+        single: ``acc, head_acc, medium_acc, tail_acc, old_acc, new_acc`` and
+        ``per_class`` (accuracy per seen class); old / new accuracy are over
+        the test samples of old / new classes (predicting among all seen ones).
+        Percent floats, None when undefined (old values in the first session).
     """
     logits = logits[:, :n_seen]
     if label_mode == "multi":
-        return _multi_label_metrics(logits, targets[:, :n_seen], class_counts, threshold)
+        result = _multi_label_metrics(logits, targets[:, :n_seen], class_counts, threshold)
+        result["old_mAP"] = _mean(result["per_class"][:n_old])
+        result["new_mAP"] = _mean(result["per_class"][n_old:])
+        return result
     if label_mode == "single":
-        return _single_label_metrics(logits, targets, class_counts)
+        result = _single_label_metrics(logits, targets, class_counts)
+        correct = logits.argmax(dim=1) == targets
+        old = targets < n_old
+        result["old_acc"] = _to_float(100 * correct[old].double().mean())
+        result["new_acc"] = _to_float(100 * correct[~old].double().mean())
+        return result
     raise ValueError(f"unknown label_mode {label_mode!r}")
 
 
@@ -161,6 +175,8 @@ def summarize(sessions: list[dict], label_mode: str,
     if label_mode == "multi":
         summary.update(last_CF1=last["CF1"], last_OF1=last["OF1"])
     summary.update({f"last_{group}_{metric}": last[f"{group}_{metric}"] for group in GROUPS})
+    summary.update({f"last_{part}_{metric}": last.get(f"{part}_{metric}")
+                    for part in ("old", "new")})
     summary["forgetting"] = forgetting([session["per_class"] for session in sessions],
                                        final_on_earlier)
     return summary
@@ -210,7 +226,8 @@ class ScoreCollector(SupervisedPlugin):
         index = getattr(strategy.experience.dataset, "index", None)
         self.scores = (logits, targets, index)
         self.last = session_metrics(logits, targets, strategy.n_seen, strategy.info.label_mode,
-                                    strategy.info.class_counts, self.threshold)
+                                    strategy.info.class_counts, self.threshold,
+                                    getattr(strategy, "n_old", 0))
 
 
 def _multi_label_metrics(logits, targets, class_counts, threshold):

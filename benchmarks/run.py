@@ -9,6 +9,9 @@ Results go to ``--out`` (default ``results/<name>``): ``records/<id>.json`` per 
 ``leaderboard.csv``/``.md``, ``per_seed.csv`` and ``plots/``. Running the same command again
 skips done cells, retries failed ones and runs the rest. Every user error is one line on
 stderr and exit status 2, before any work; a failed cell makes the exit status 1.
+
+torch, Avalanche and the methods are imported only once the arguments have parsed, so that
+``--help`` and flag errors answer at once.
 """
 from __future__ import annotations
 
@@ -21,20 +24,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from tqdm import tqdm
-
-from benchmarks import models, streams
-from benchmarks.report import render, write_tensorboard
-from benchmarks.runner.executors import run_local
-from benchmarks.runner.grid import (GridError, expand, load_config, parse_seeds, parse_sets,
-                                    split_list)
-from benchmarks.runner.ray_executor import ClusterError, check_fits, cluster_nodes, run_ray
-from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.store import Store
 from benchmarks.runner.version import cell_version, code_version, method_source
-from methods import MethodError, discover, load_plugin
+
+if TYPE_CHECKING:
+    from benchmarks.runner.spec import RunSpec
 
 DEFAULT_STREAM = "digits:B0-C2"
 DEFAULT_SEEDS = "0,1,2"
@@ -45,6 +41,19 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device", "backbone", "pr
 
 # Config keys that are on/off switches on the command line.
 SWITCHES = ("channels_last",)
+
+EPILOG = """\
+streams: dataset:B<base>-C<inc>[?option=value&...], e.g. digits:B0-C2, coco:B40-C10,
+  voc:B0-C4?order=shuffled, digits:B0-C2?valid=0.1&eval=valid (--list shows datasets,
+  protocols and options).
+resuming: a cell's id is a hash of its spec (method, stream, seed, overrides); each
+  finished cell's record is written to OUT/records/ at once, so running the same command
+  again skips done cells, retries failed ones and runs the rest, even after a kill.
+  Records of other code are kept and their rows flagged stale: --rerun METHOD reruns them.
+exit status: 0 all cells done; 1 some cell failed (recorded with its reason; the others
+  ran); 2 bad input (one 'error:' line, nothing run or written); 130 interrupted (finished
+  cells kept, leaderboard written).
+"""
 
 
 class UsageError(Exception):
@@ -74,8 +83,9 @@ def _at_least(kind, minimum):
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m benchmarks.run",
-                description="Run methods x streams x seeds, store a record per cell, and "
-                            "write a leaderboard with plots.")
+               description="Run methods x streams x seeds, store a record per cell, and "
+                           "write a leaderboard with plots.",
+               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", help="comma-separated method names (see --list)")
     p.add_argument("--streams", help=f"comma-separated streams (default {DEFAULT_STREAM})")
     p.add_argument("--seeds", help=f"comma-separated integer seeds (default {DEFAULT_SEEDS})")
@@ -84,8 +94,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_at_least(float, 0.0), help="learning rate")
     p.add_argument("--memory", type=_at_least(int, 0),
                    help="replay memory budget (per class or in total, as the recipe says)")
-    p.add_argument("--backbone", choices=sorted(models.BACKBONES),
-                   help="default: the stream's recipe")
+    p.add_argument("--backbone", help="smallcnn, resnet32, resnet18 or resnet50 "
+                                      "(default: the stream's recipe)")
     p.add_argument("--pretrained", metavar="PATH",
                    help="backbone weights from a local torchvision state-dict file")
     p.add_argument("--image-size", type=_at_least(int, 8), help="input side in pixels")
@@ -116,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
                         f"{RAY_RETRIES}; a cell that raised is not)")
     p.add_argument("--out", help="results folder (default results/<name>)")
     p.add_argument("--name", help="grid name (default: the config's file name, or 'default')")
+    p.add_argument("--baseline", metavar="METHOD",
+                   help="leaderboard differences are paired to this method (default replay)")
     p.add_argument("--rerun", metavar="METHOD[,METHOD]",
                    help="rerun these methods' cells even where records are done")
     p.add_argument("--tensorboard", action="store_true",
@@ -131,7 +143,7 @@ class Plan:
     """A validated grid: what to run, where, and how."""
 
     specs: list[RunSpec]
-    skipped: list[str]
+    notes: list[str]  # said before the run: skipped pairs, warnings
     out: Path
     rerun: list[str]
     workers: int
@@ -141,12 +153,23 @@ class Plan:
     ray_retries: int
     tensorboard: bool
     quiet: bool
+    baseline: Optional[str] = None
 
 
 def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the CLI; ``cell`` replaces :func:`benchmarks.cell.run_cell` (tests)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args, config = _parse(sys.argv[1:] if argv is None else list(argv))
+        parser().parse_args(argv)  # --help and flag errors before the heavy imports
+    except UsageError as exc:
+        return _usage_error(exc)
+    from benchmarks import streams
+    from benchmarks.runner.grid import GridError
+    from benchmarks.runner.ray_executor import ClusterError
+    from methods import MethodError, discover, load_plugin
+
+    try:
+        args, config = _parse(argv)
         discover()  # the suite's methods first: a plugin may not take their names
         for plugin in args.plugin:
             load_plugin(plugin)
@@ -155,13 +178,19 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
             return 0
         plan = _plan(args, config)
     except (UsageError, GridError, MethodError, streams.StreamError, ClusterError) as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+        return _usage_error(exc)
     return execute(plan, cell)
+
+
+def _usage_error(exc: Exception) -> int:
+    print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+    return 2
 
 
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     """The flags, with a ``--config`` file's options under them (the command line wins)."""
+    from benchmarks.runner.grid import load_config
+
     args = parser().parse_args(argv)
     if not args.config:
         return args, {}
@@ -171,6 +200,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
 
 def _config_argv(config: dict) -> list[str]:
     """A config's options (but ``grid``) as command-line tokens."""
+    from benchmarks.runner.grid import split_list
+
     def text(value):
         return value if isinstance(value, str) else json.dumps(value)
 
@@ -190,7 +221,15 @@ def _config_argv(config: dict) -> list[str]:
 
 
 def _plan(args: argparse.Namespace, config: dict) -> Plan:
-    """Validate everything a user can get wrong, touching no file."""
+    """Validate everything a user can get wrong (creating only the results folder, to check
+    that it is writable)."""
+    from benchmarks import models, streams
+    from benchmarks.runner.grid import expand, parse_seeds, parse_sets, split_list
+    from methods import discover
+
+    if args.backbone is not None and args.backbone not in models.BACKBONES:
+        raise UsageError(f"argument --backbone: invalid choice: {args.backbone!r} (choose "
+                         f"from {', '.join(sorted(models.BACKBONES))})")
     if not args.methods:
         known = ", ".join(sorted(discover())) or "none"
         raise UsageError(f"--methods is required, e.g. --methods finetune,replay; known: {known}")
@@ -204,14 +243,22 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     if args.pretrained and not Path(args.pretrained).is_file():
         raise UsageError(f"--pretrained {args.pretrained}: no such file (give a local "
                          "torchvision state dict; nothing is downloaded)")
+    if args.baseline and args.baseline not in methods:
+        raise UsageError(f"--baseline {args.baseline} is not in --methods; accepted: "
+                         + ", ".join(methods))
     rerun = split_list(args.rerun or "")
     if set(rerun) - set(methods):
         raise UsageError(f"--rerun names {', '.join(sorted(set(rerun) - set(methods)))}, "
                          f"not in --methods; accepted: {', '.join(methods)}")
     if not grid.specs:
         raise UsageError("nothing to run: " + "; ".join(grid.skipped))
+    notes = list(grid.skipped)
     for name in dict.fromkeys(spec.stream for spec in grid.specs):
         streams.check(name, args.data_root, args.image_size, args.batch_size)
+        if streams.parse(name)[0].published_pretrained and not args.pretrained:
+            notes.append(f"warning: {name} trains its backbone from scratch; its published "
+                         "numbers start from ImageNet-pretrained weights: pass --pretrained "
+                         "PATH (a local torchvision state dict)")
     executor = args.executor or ("ray" if args.ray_address else "local")
     _check_ray_flags(args, executor)
     if executor == "local" and args.device == "cuda":
@@ -223,11 +270,13 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     out = Path(args.out or Path("results") / name)
     check_writable(out)
     if executor == "ray":  # last: it asks the cluster
+        from benchmarks.runner.ray_executor import check_fits, cluster_nodes
+
         check_fits(grid.specs, cluster_nodes(args.ray_address, args.ray_timeout or RAY_TIMEOUT),
                    args.workers or 1, args.threads, args.ray_address)
-    return Plan(grid.specs, grid.skipped, out, rerun, args.workers or 1, args.threads, executor,
+    return Plan(grid.specs, notes, out, rerun, args.workers or 1, args.threads, executor,
                 args.ray_address, RAY_RETRIES if args.ray_retries is None else args.ray_retries,
-                args.tensorboard, args.quiet)
+                args.tensorboard, args.quiet, args.baseline)
 
 
 def _check_ray_flags(args: argparse.Namespace, executor: str) -> None:
@@ -258,12 +307,15 @@ def check_writable(out: Path) -> None:
 
 
 def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
-    """Run the pending cells, write each record as it arrives, render the report."""
+    """Run the pending cells, write each record as it arrives, render the report (also when
+    interrupted, from the cells that finished)."""
+    from benchmarks.report import render
+
     def say(line):
         if not plan.quiet:
             print(line, file=sys.stderr)
 
-    for line in plan.skipped:
+    for line in plan.notes:
         say(line)
     store = Store(plan.out)
     todo = store.pending(plan.specs, plan.rerun)
@@ -283,10 +335,12 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
         if todo:
             _run_cells(plan, todo, store, version, cell)
     except KeyboardInterrupt:
-        print(f"interrupted: finished cells are saved in {plan.out}; run the same command "
-              "to resume", file=sys.stderr)
+        paths = render(plan.out, version, plan.baseline)
+        print(f"interrupted: finished cells are saved in {plan.out} and in its leaderboard; "
+              "run the same command to resume", file=sys.stderr)
+        print(" ".join(str(path) for path in paths))
         return 130
-    paths = render(plan.out, version)
+    paths = render(plan.out, version, plan.baseline)
     stored = store.load_all()
     failed = [stored[spec.id] for spec in plan.specs if stored[spec.id]["status"] != "done"]
     if failed:
@@ -303,13 +357,18 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
 def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
                cell: Optional[Callable[..., dict]]) -> None:
     """Run ``todo`` on the plan's executor; stamp, store (and log) each record on arrival."""
+    from benchmarks.progress import Progress
+    from benchmarks.report import write_tensorboard
+    from benchmarks.runner.executors import run_local
+    from benchmarks.runner.ray_executor import run_ray
+
     if plan.executor == "ray":
         records = run_ray(todo, workers=plan.workers, address=plan.ray_address, cell=cell,
                           threads=plan.threads, retries=plan.ray_retries, version=version)
     else:
         records = run_local(todo, workers=plan.workers, cell=cell, threads=plan.threads,
-                            progress=not plan.quiet and plan.workers == 1)
-    with tqdm(total=len(todo), desc="cells", unit="cell", disable=plan.quiet) as bar:
+                            progress=not plan.quiet)
+    with Progress(len(todo), "cells", "cell", enabled=not plan.quiet) as bar:
         for record in records:
             record["method_source"] = method_source(record["spec"]["method"])
             # The Ray executor's records carry the version computed on their node.
@@ -317,7 +376,9 @@ def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
             store.write(record)
             if plan.tensorboard:
                 write_tensorboard(record, plan.out / "tensorboard")
-            bar.update()
+            spec = record["spec"]
+            bar.update(f"{spec['method']} {spec['stream']} seed {spec['seed']}: "
+                       f"{record['status']}")
 
 
 def _stale_methods(store: Store, specs: list[RunSpec], todo: list[RunSpec],
@@ -331,6 +392,9 @@ def _stale_methods(store: Store, specs: list[RunSpec], todo: list[RunSpec],
 
 def listing() -> str:
     """The registered methods (label modes, defaults) and datasets (protocols, options)."""
+    from benchmarks import streams
+    from methods import discover
+
     lines = ["methods:"]
     for name, method in sorted(discover().items()):
         lines.append(f"  {name}  [{'/'.join(sorted(method.label_modes))}-label]"

@@ -323,3 +323,34 @@ def test_cells_of_different_thread_counts_are_never_averaged_together(tmp_path):
     board = pd.read_csv(tmp_path / "leaderboard.csv")
     assert sorted(zip(board["threads"], board["n_seeds"])) == [(1, 1), (2, 1)]
     assert "| threads |" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_help_answers_before_torch_is_imported_and_explains_streams_resume_and_exits():
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "benchmarks.run", "--help"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert "torch" not in imported and "avalanche" not in imported
+    for words in ("dataset:B<base>-C<inc>", "resuming:", "exit status:", "130 interrupted"):
+        assert words in done.stdout
+
+
+def test_progress_written_to_a_file_is_plain_lines(tmp_path, capsys):
+    assert main(["--methods", "toy", "--plugin", TOY, "--seeds", "0,1", "--out", str(tmp_path)],
+                cell=fake_cell.run_cell) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    assert "cells: 1/2 cells (toy digits:B0-C2 seed 0: done)" in err
+    assert "cells: 2/2 cells (toy digits:B0-C2 seed 1: done)" in err
+
+
+def test_ctrl_c_keeps_finished_cells_and_writes_their_leaderboard(tmp_path, capsys):
+    def interrupted(spec, progress=False):
+        if spec.seed == 1:
+            raise KeyboardInterrupt
+        return fake_cell.run_cell(spec, progress)
+
+    argv = ["--methods", "toy", "--plugin", TOY, "--seeds", "0,1", "--out", str(tmp_path)]
+    assert main(argv, cell=interrupted) == 130
+    assert "interrupted: finished cells are saved" in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "leaderboard.csv")["n_seeds"].tolist() == [1]

@@ -156,7 +156,7 @@ def test_session_metrics_multi_groups():
     assert result["medium_mAP"] == pytest.approx(100 * ap[2])
     assert result["tail_mAP"] == pytest.approx(100 * ap[1])
     assert set(result) == {"mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "per_class",
-                           "head_mAP", "medium_mAP", "tail_mAP"}  # fmt: skip
+                           "head_mAP", "medium_mAP", "tail_mAP", "old_mAP", "new_mAP"}  # fmt: skip
 
 
 def test_session_metrics_single_by_hand():
@@ -175,7 +175,8 @@ def test_session_metrics_single_by_hand():
     result = session_metrics(logits, targets, 3, "single", [10, 5, 1, 20])
     assert result.pop("per_class") == pytest.approx([50.0, 100.0, 50.0])
     assert result == pytest.approx(
-        {"acc": 60.0, "head_acc": 50.0, "medium_acc": 100.0, "tail_acc": 50.0}
+        {"acc": 60.0, "head_acc": 50.0, "medium_acc": 100.0, "tail_acc": 50.0,
+         "old_acc": None, "new_acc": 60.0}
     )
 
 
@@ -211,6 +212,8 @@ def test_summarize_multi_three_sessions():
             "last_head_mAP": 1.0,
             "last_medium_mAP": 2.0,
             "last_tail_mAP": None,
+            "last_old_mAP": None,
+            "last_new_mAP": None,
             "forgetting": 12.5,
         }
     )
@@ -234,6 +237,8 @@ def test_summarize_single_three_sessions():
             "last_head_acc": 3.0,
             "last_medium_acc": 4.0,
             "last_tail_acc": 5.0,
+            "last_old_acc": None,
+            "last_new_acc": None,
             "forgetting": 40 / 3,
         }
     )
@@ -300,3 +305,21 @@ def test_forgetting_takes_the_largest_same_image_drop():
     finals = [[55.0, None], [52.0, 40.0]]
     # class 0: max(80 - 55, 70 - 52) = 25; class 1: 60 - 40 = 20 -> 22.5
     assert forgetting(history, finals) == pytest.approx(22.5)
+
+
+def test_old_and_new_split_the_seen_classes_at_the_session_start():
+    # 4 seen classes, 2 old. AP per class on 4 images, worked by hand:
+    targets = torch.tensor([[1., 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1]])
+    scores = torch.tensor([[.9, .1, .2, .8], [.8, .9, .1, .7], [.1, .8, .3, .6], [.2, .2, .9, .5]])
+    # class 0: ranks .9(+) .8(-) .2(-) .1(+) -> AP = (1/1 + 2/4) / 2 = 0.75
+    # class 1: .9(+) .8(+) .2(-) .1(-) -> 1.0; class 2: .9(+) .3(-) .2(+) .1(-) -> (1 + 2/3)/2
+    # class 3: .8(-) .7(+) .6(-) .5(+) -> (1/2 + 2/4) / 2 = 0.5
+    result = session_metrics(scores, targets, 4, "multi", [1] * 4, n_old=2)
+    assert result["old_mAP"] == pytest.approx(100 * (0.75 + 1.0) / 2)
+    assert result["new_mAP"] == pytest.approx(100 * ((1 + 2 / 3) / 2 + 0.5) / 2)
+    labels = torch.tensor([0, 1, 2, 3, 3])
+    logits = torch.tensor([[5., 0, 0, 0], [0, 0, 5, 0], [0, 0, 5, 0], [0, 0, 0, 5], [5, 0, 0, 0]])
+    single = session_metrics(logits, labels, 4, "single", [1] * 4, n_old=2)
+    assert single["old_acc"] == pytest.approx(50.0) and single["new_acc"] == pytest.approx(
+        100 * 2 / 3)  # old: 1 of 2 right; new: 2 of 3
+    assert session_metrics(logits, labels, 4, "single", [1] * 4)["old_acc"] is None

@@ -31,7 +31,7 @@ from .spec import RunSpec
 CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "memory",
                "backbone", "pretrained", "image_size", "amp", "channels_last",
                "device", "data_root", "set", "grid", "plugins", "workers", "threads", "executor",
-               "ray_address", "ray_timeout", "ray_retries", "name", "out")
+               "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline")
 
 
 class GridError(ValueError):

@@ -65,6 +65,7 @@ class Dataset:
     channels: int = 3
     pool_bytes: Callable[[dict], int] = lambda options: 0
     embedded: bool = False
+    published_pretrained: bool = False
 
 
 _DATASETS: dict[str, Dataset] = {}
@@ -85,15 +86,17 @@ class BuiltStream:
 
 
 def register(name, *, label_mode, num_classes, protocols, recipe, options=None, limits=None,
-             check=None, description="", channels=3, pool_bytes=None, embedded=False):
+             check=None, description="", channels=3, pool_bytes=None, embedded=False,
+             published_pretrained=False):
     """Decorator registering ``fn(stream_name, data_root, image_size) -> StreamData``.
 
     ``num_classes`` is an int or a function of the parsed options; ``options`` maps each
     accepted option to its default (its type is the default's type) and ``limits`` a numeric
     option to its accepted ``(low, high)`` range (None: unbounded); ``data_seed`` is always
     checked. ``recipe`` is the default training recipe, ``channels`` the images' channels,
-    ``pool_bytes(options)`` the memory the dataset holds its images in, and ``embedded``
-    marks a stream cheap enough to build when checking it.
+    ``pool_bytes(options)`` the memory the dataset holds its images in, ``embedded``
+    marks a stream cheap enough to build when checking it, and ``published_pretrained`` a
+    dataset whose published numbers start from ImageNet-pretrained weights.
     """
     count = num_classes if callable(num_classes) else (lambda opts, n=num_classes: n)
     opts = {**COMMON_OPTIONS, **(options or {})}
@@ -102,7 +105,8 @@ def register(name, *, label_mode, num_classes, protocols, recipe, options=None, 
     def deco(fn):
         _DATASETS[name] = Dataset(name, label_mode, count, list(protocols), fn, opts, check,
                                   description, bounds, dict(recipe), channels,
-                                  pool_bytes or (lambda options: 0), embedded)
+                                  pool_bytes or (lambda options: 0), embedded,
+                                  published_pretrained)
         return fn
 
     return deco

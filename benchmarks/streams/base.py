@@ -207,13 +207,17 @@ class LabelledSet(AvalancheDataset):
 
 
 def multilabel_sets(
-    pool, labels: torch.Tensor, sessions: list[list[int]], transforms, training: bool
+    pool, labels: torch.Tensor, sessions: list[list[int]], transforms, training: bool,
+    members: Optional[torch.Tensor] = None,
 ) -> list[LabelledSet]:
     """One LabelledSet per session from full multi-hot ``labels`` (N, C) over ``pool``.
 
     Training sets: images showing a class of session t, labelled only for session t.
-    Test sets: images showing a class seen by session t, with full labels.
+    Test sets: images showing a class seen by session t, with full labels. ``members`` (N, C)
+    bool says which classes an image shows for membership (default: its labels); it differs
+    from the labels where annotations count for membership only (COCO's crowd ones).
     """
+    members = labels.bool() if members is None else members
     num_classes = labels.shape[1]
     sets = []
     for t, classes in enumerate(sessions):
@@ -222,7 +226,7 @@ def multilabel_sets(
             block[classes] = True
         else:
             block[: classes[-1] + 1] = True
-        rows = torch.nonzero(labels[:, block].any(1)).flatten()
+        rows = torch.nonzero(members[:, block].any(1)).flatten()
         if training:
             targets, mask = labels[rows] * block, block.expand(len(rows), -1).clone()
         else:

@@ -57,6 +57,7 @@ def check_voc(name, data_root):
 @register("voc", label_mode="multi", num_classes=len(CLASSES),
           protocols=["B0-C4", "B4-C2", "B10-C2"],
           options={"order": "standard", "data_seed": 0}, check=check_voc, recipe=RECIPE,
+          published_pretrained=True,
           description="PASCAL VOC 2007 multi-label (trainval / test), XML annotations")
 def build_voc(name, data_root=None, image_size=None):
     voc = _locate(data_root)
