@@ -34,9 +34,8 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
 
 LOOPBACK = "127.0.0.1"
 TINY = "digits:B0-C2?train=300&test=150"
-# Two threads per cell: on the 2-CPU cluster one task at a time, so one worker process imports
-# the suite once (the slowest step here).
-GRID = ["--methods", "finetune", "--streams", TINY, "--seeds", "0,1", "--epochs", "1",
+# One cell, two threads: the slowest step here is a Ray worker importing torch and Avalanche.
+GRID = ["--methods", "finetune", "--streams", TINY, "--seeds", "0", "--epochs", "1",
         "--threads", "2", "--quiet"]
 # What keeps Ray on the loopback address, and off the network (no usage reports).
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -151,7 +150,7 @@ def test_a_grid_on_the_cluster_gives_the_local_records_and_says_where_it_ran(clu
     assert main([*GRID, "--out", str(tmp_path / "local")]) == 0
     assert main([*GRID, "--ray-address", cluster, "--out", str(tmp_path / "ray")]) == 0
     local, ray = Store(tmp_path / "local").load_all(), Store(tmp_path / "ray").load_all()
-    assert set(ray) == set(local) and len(ray) == 2
+    assert set(ray) == set(local) and len(ray) == 1
     for cell_id, record in ray.items():
         assert record["env"]["threads"] == local[cell_id]["env"]["threads"] == 2
         assert record["summary"] == local[cell_id]["summary"]
