@@ -2,11 +2,14 @@
 
 ``python -m benchmarks.report DIR`` (re-)renders, from ``DIR/records``:
 
-- ``leaderboard.csv``: one row per (stream, method, config): ``n_seeds``, ``<metric>_mean``
-  and ``<metric>_std`` (sample std over seeds) of every summary metric, mean wall time,
-  ``code_versions`` (distinct code versions among its records) and ``stale`` (some record
-  comes from code other than the current checkout's); sorted by the headline metric (avg_mAP
-  or avg_acc) within each stream. ``config`` names the overrides of the row's cells.
+- ``leaderboard.csv``: one row per (stream, method, config, threads): ``n_seeds``,
+  ``<metric>_mean`` and ``<metric>_std`` (sample std over seeds) of every summary metric,
+  mean wall time, ``code_versions`` (distinct code versions among its records) and ``stale``
+  (some record comes from code other than the current checkout's, or from an older version
+  of its plugin file); sorted by the headline metric (avg_mAP or avg_acc) within each
+  stream. ``config`` names the overrides of the row's cells; ``threads`` is the torch thread
+  count the cells ran with, which changes numbers on a CPU, so cells of different thread
+  counts are never averaged together.
 - ``leaderboard.md``: the same, "mean ± std", one table per stream.
 - ``per_seed.csv``: every cell's status and summary metrics.
 - ``plots/<stream>_sessions.png`` (headline metric after each session, mean line and std band
@@ -31,14 +34,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.runner.store import Store  # noqa: E402
-from benchmarks.runner.version import code_version  # noqa: E402
+from benchmarks.runner.version import cell_version, code_version  # noqa: E402
 
 # The per-session metric of each label mode; the headline is its average over sessions.
 SESSION_METRIC = {"multi": "mAP", "single": "acc"}
 GROUPS = ("head", "medium", "tail")
-ROW = ["stream", "method", "config"]
+ROW = ["stream", "method", "config", "threads"]
 # The columns of per_seed.csv before the summary metrics.
-CELL = ["id", *ROW, "seed", "label_mode", "status", "error", "code_version", "wall_time_s"]
+CELL = ["id", *ROW, "seed", "label_mode", "status", "error", "code_version", "stale",
+        "wall_time_s"]
 
 
 def config_label(spec: dict) -> str:
@@ -48,16 +52,21 @@ def config_label(spec: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in items)
 
 
-def per_seed(records: list[dict]) -> pd.DataFrame:
-    """One row per record: identity, status, code version, wall time and summary metrics."""
+def per_seed(records: list[dict], current: Optional[str] = None) -> pd.DataFrame:
+    """One row per record: identity, status, code version (``stale`` when it is not the
+    version the current suite ``current`` and the record's method file give), wall time and
+    summary metrics."""
     rows = []
     for record in records:
         spec = record["spec"]
+        version = record.get("code_version")
+        now = current and cell_version(current, record.get("method_source"))
         rows.append({"id": record["id"], "stream": spec["stream"], "method": spec["method"],
-                     "config": config_label(spec), "seed": spec["seed"],
+                     "config": config_label(spec),
+                     "threads": (record.get("env") or {}).get("threads"), "seed": spec["seed"],
                      "label_mode": (record.get("stream") or {}).get("label_mode"),
                      "status": record["status"], "error": record.get("error"),
-                     "code_version": record.get("code_version"),
+                     "code_version": version, "stale": bool(now) and version != now,
                      "wall_time_s": record.get("wall_time_s"),
                      **(record.get("summary") or {})})
     frame = pd.DataFrame(rows, columns=list(dict.fromkeys(
@@ -65,25 +74,25 @@ def per_seed(records: list[dict]) -> pd.DataFrame:
     return frame.sort_values([*ROW, "seed"], ignore_index=True)
 
 
-def leaderboard(seeds: pd.DataFrame, current: Optional[str] = None) -> pd.DataFrame:
-    """Mean and std over seeds of the done cells of each (stream, method, config)."""
+def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of the done cells of each (stream, method, config, threads)."""
     done = seeds[seeds["status"] == "done"]
     metrics = [c for c in done.columns if c not in CELL and done[c].notna().any()]
     metrics.sort(key=lambda m: m == "forgetting")  # shared by both label modes: last
     rows = []
-    for (stream, method, config), cells in done.groupby(ROW, sort=False):
+    for (stream, method, config, threads), cells in done.groupby(ROW, sort=False, dropna=False):
         row = {"stream": stream, "label_mode": cells["label_mode"].iloc[0], "method": method,
-               "config": config, "n_seeds": len(cells)}
+               "config": config, "threads": threads, "n_seeds": len(cells)}
         for metric in metrics:
             values = pd.to_numeric(cells[metric], errors="coerce")
             row[f"{metric}_mean"], row[f"{metric}_std"] = values.mean(), values.std()
         row["wall_time_s_mean"] = cells["wall_time_s"].mean()
         versions = set(cells["code_version"])
         row["code_versions"] = len(versions)
-        row["stale"] = len(versions) > 1 or (current is not None and versions != {current})
+        row["stale"] = len(versions) > 1 or bool(cells["stale"].any())
         rows.append(row)
     board = pd.DataFrame(rows, columns=[
-        "stream", "label_mode", "method", "config", "n_seeds",
+        "stream", "label_mode", "method", "config", "threads", "n_seeds",
         *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
         "wall_time_s_mean", "code_versions", "stale"])
     board["_headline"] = [row.get(f"avg_{SESSION_METRIC.get(row['label_mode'])}_mean")
@@ -96,7 +105,8 @@ def leaderboard(seeds: pd.DataFrame, current: Optional[str] = None) -> pd.DataFr
 def sessions(records: list[dict]) -> pd.DataFrame:
     """One row per (done cell, session) with the session's metrics."""
     rows = [{"stream": r["spec"]["stream"], "method": r["spec"]["method"],
-             "config": config_label(r["spec"]), "seed": r["spec"]["seed"],
+             "config": config_label(r["spec"]), "threads": (r.get("env") or {}).get("threads"),
+             "seed": r["spec"]["seed"],
              "session": s["session"], "n_seen": s["n_seen"], **s["metrics"]}
             for r in records if r["status"] == "done" for s in r["sessions"]]
     return pd.DataFrame(rows)
@@ -110,19 +120,21 @@ def markdown(board: pd.DataFrame) -> str:
     for stream, rows in board.groupby("stream", sort=False):
         metrics = [c[:-5] for c in rows.columns
                    if c.endswith("_mean") and c != "wall_time_s_mean" and rows[c].notna().any()]
-        header = ["method", "config", "seeds", *metrics, "wall time (s)"]
+        header = ["method", "config", "seeds", *metrics, "threads", "wall time (s)"]
         lines = [f"## {stream} ({rows['label_mode'].iloc[0]}-label)", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in rows.iterrows():
             cells = [row["method"] + (" †" if row["stale"] else ""), row["config"],
                      str(row["n_seeds"]),
                      *(_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics),
+                     "–" if pd.isna(row["threads"]) else str(int(row["threads"])),
                      _mean_std(row["wall_time_s_mean"], float("nan"), 1)]
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     if board["stale"].any():
-        parts.append("† results from code other than the current checkout; rerun those "
-                     "methods with `--rerun METHOD`.")
+        parts.append("† results from code other than the current checkout (or an older "
+                     "version of the method's plugin file); rerun those methods with "
+                     "`--rerun METHOD`.")
     return "\n\n".join(parts) + "\n"
 
 
@@ -146,8 +158,8 @@ def render(out, current: Optional[str] = None) -> list[Path]:
     """Write leaderboard.csv, leaderboard.md, per_seed.csv and plots/ from ``out/records``."""
     out = Path(out)
     records = list(Store(out).load_all().values())
-    seeds = per_seed(records)
-    board = leaderboard(seeds, current)
+    seeds = per_seed(records, current)
+    board = leaderboard(seeds)
     paths = [out / "leaderboard.csv", out / "leaderboard.md", out / "per_seed.csv"]
     board.to_csv(paths[0], index=False)
     paths[1].write_text(markdown(board))
@@ -170,6 +182,11 @@ def write_tensorboard(record: dict, folder) -> None:
                     writer.add_scalar(f"session/{name}", value, session["session"])
 
 
+def _same(column: pd.Series, value) -> pd.Series:
+    """Where ``column`` equals ``value``, missing values matching each other."""
+    return column.isna() if pd.isna(value) else column == value
+
+
 def _label(row) -> str:
     return row["method"] + (f" ({row['config']})" if row["config"] else "")
 
@@ -183,7 +200,8 @@ def _mean_std(mean: float, std: float, digits: int = 2) -> str:
 def _session_plot(table, rows, labels, metric, path, title) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for (_, row), label in zip(rows.iterrows(), labels):
-        cells = table[(table["method"] == row["method"]) & (table["config"] == row["config"])]
+        cells = table[(table["method"] == row["method"]) & (table["config"] == row["config"])
+                      & _same(table["threads"], row["threads"])]
         curve = cells.groupby("n_seen")[metric].agg(["mean", "std"]).fillna({"std": 0})
         ax.plot(curve.index, curve["mean"], marker="o", label=label)
         ax.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"],

@@ -39,7 +39,7 @@ RECORDS = [record("toy", 0, 40.0), record("toy", 1, 44.0), record("toy", 2, 0, s
 
 @pytest.fixture
 def board():
-    return report.leaderboard(report.per_seed(RECORDS), current="v1")
+    return report.leaderboard(report.per_seed(RECORDS, current="v1"))
 
 
 def test_leaderboard_means_and_stds_by_hand(board):
@@ -63,7 +63,7 @@ def test_rows_are_per_config_sorted_by_headline_and_flag_other_code(board):
                     (MULTI, "toy", "alpha=2.0, epochs=1")]
     assert board["code_versions"].tolist() == [1, 1, 2, 1, 1]
     assert board["stale"].tolist() == [False, False, True, False, False]
-    assert report.leaderboard(report.per_seed(RECORDS), current="v2")["stale"].all()
+    assert report.leaderboard(report.per_seed(RECORDS, current="v2"))["stale"].all()
 
 
 def test_per_seed_lists_every_cell_with_its_status():
