@@ -1,0 +1,28 @@
+"""Gradient reweighting with distribution-aware KD (He & Zhu, CVPR 2024, arXiv:2402.18528;
+official code JiangpengHe/imbalanced_cil ``src/approach/DGR.py``); the mechanism and its
+equations are in strategies/gradreweight.py.
+
+Replay with the recipe's memory (the paper: 20 exemplars per class, herding), the
+logit-adjusted loss (balanced softmax; balanced sigmoid on multi-label streams, ours),
+class-balanced reweighting of the classifier's gradient rows and distribution-aware KD
+(lambda_b = ``kd_weight`` = 0.7, T = ``temperature`` = 2, the official values).
+The official code trains on 90% of each session's data and keeps the last epoch's model
+(its 10% hold-out only reports a validation loss): the stream option ``?valid=0.1`` gives the
+same hold-out here. ``negatives`` (multi-label): which unlabelled entries the balanced
+sigmoid supervises, as for ``replay``.
+"""
+from strategies.gradreweight import GradientReweighting
+from strategies.losses import NEGATIVES
+
+from ._registry import register
+
+
+@register("gradreweight", label_modes={"multi", "single"}, paper="arXiv:2402.18528",
+          defaults={"kd_weight": 0.7, "temperature": 2.0, "negatives": "labelled"},
+          choices={"negatives": NEGATIVES})
+def build(ctx):
+    """Gradient reweighting: class-balanced classifier gradients, distribution-aware KD."""
+    method = GradientReweighting(ctx.info.label_mode, ctx.hparams["kd_weight"],
+                                 ctx.hparams["temperature"])
+    return ctx.template(criterion=method, plugins=[method, ctx.memory()],
+                        negatives=ctx.hparams["negatives"])
