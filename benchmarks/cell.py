@@ -94,7 +94,8 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
         record["sessions"].append({
             "session": strategy.session, "n_seen": strategy.n_seen,
             "train_time_s": trained - start, "eval_time_s": time.perf_counter() - trained,
-            "train_loss": strategy.epoch_losses, "metrics": metrics, "per_class": per_class})
+            "train_loss": strategy.epoch_losses, "notes": strategy.notes, "metrics": metrics,
+            "per_class": per_class})
     record["summary"] = summarize([dict(s["metrics"], per_class=s["per_class"])
                                    for s in record["sessions"]], info.label_mode)
 
