@@ -46,6 +46,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from sklearn.cluster import SpectralClustering
 from sklearn.metrics import calinski_harabasz_score
+from threadpoolctl import threadpool_limits
 
 from .fit import fit
 from .losses import asymmetric_loss, supervised_mask
@@ -84,7 +85,9 @@ def graph_partition(cooc: np.ndarray, counts: np.ndarray, k: int, kind: str,
         return [[c] for c in range(size)]
     best_score, best = -np.inf, None
     for r in range(RESTARTS):
-        with warnings.catch_warnings():  # a CGP graph may have classes that never co-occur
+        # one thread: a C x C problem gains nothing from more, and waits for busy cores
+        with warnings.catch_warnings(), threadpool_limits(1):
+            # a CGP graph may have classes that never co-occur
             warnings.filterwarnings("ignore", "Graph is not fully connected")
             labels = SpectralClustering(n_clusters=k, affinity="precomputed",
                                         n_init=KMEANS_INITS,
