@@ -7,20 +7,25 @@ record says ``status: failed`` with the reason.
 """
 from __future__ import annotations
 
+import hashlib
 import platform
 import random
 import time
 import traceback
+from pathlib import Path
+from typing import Optional
 
 import avalanche
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import methods
 from benchmarks import models, streams
-from benchmarks.metrics import ScoreCollector, summarize
+from benchmarks.metrics import ScoreCollector, per_class_on_subsets, summarize
+from benchmarks.progress import Progress
 from benchmarks.runner.spec import RunSpec, new_record
+from strategies.memory import MemoryPlugin
+from strategies.template import label_counts
 
 # Recipe keys every stream may leave out.
 TRAIN_DEFAULTS = {"device": "auto", "pretrained": None, "eval_batch_size": 256, "amp": "off",
@@ -57,6 +62,27 @@ def build_model(benchmark, info, train: dict, seed: int) -> torch.nn.Module:
     return models.build(train["backbone"], info.num_classes, in_channels, train["pretrained"])
 
 
+def memory_held(strategy) -> Optional[dict]:
+    """What the strategy's replay memory holds after a session: samples, and labelled
+    positives per seen class (None without a memory)."""
+    for plugin in strategy.plugins:
+        if isinstance(plugin, MemoryPlugin):
+            buffer = plugin.memory.buffer
+            if not len(buffer):
+                return {"size": 0, "per_class": [0] * strategy.n_seen}
+            counts, _ = label_counts(buffer, strategy.info.num_classes, strategy.info.label_mode)
+            return {"size": len(buffer), "per_class": counts[:strategy.n_seen].long().tolist()}
+    return None
+
+
+def weights_of(path: Optional[str]) -> Optional[dict]:
+    """The pretrained weights a cell starts from: file and content hash (None: from scratch)."""
+    if not path:
+        return None
+    return {"path": str(Path(path).resolve()),
+            "sha1": hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]}
+
+
 def environment(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {"python": platform.python_version(), "torch": torch.__version__,
@@ -74,6 +100,7 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     train = resolve_train(info.recipe, spec.train)
     device = resolve_device(train["device"])
     record.update(env=environment(device), hparams=hparams, train=train,
+                  pretrained=weights_of(train["pretrained"]),
                   stream={k: getattr(info, k) for k in
                           ("name", "label_mode", "class_names", "sessions", "class_counts")})
     model = build_model(benchmark, info, train, spec.seed)
@@ -81,23 +108,32 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     ctx = methods.MethodContext(model, info, hparams, train, benchmark, device, [collector],
                                 spec.seed)
     strategy = method.build(ctx)
-    sessions = zip(benchmark.train_stream, benchmark.test_stream)
-    bar = tqdm(list(sessions), desc=f"{spec.method} {spec.stream} s{spec.seed}",
-               unit="session", disable=not progress, leave=False)
-    for train_exp, test_exp in bar:
+    sessions = list(zip(benchmark.train_stream, benchmark.test_stream))
+    bar = Progress(len(sessions), f"{spec.method} {spec.stream} seed {spec.seed}", "session",
+                   enabled=progress, leave=False)
+    test_sets = []  # (dataset indices, n_seen) of each session's test set
+    for train_exp, test_exp in sessions:
         start = time.perf_counter()
         strategy.train(train_exp)
         trained = time.perf_counter()
         strategy.eval([test_exp])
         metrics = dict(collector.last)
         per_class = metrics.pop("per_class")
+        test_sets.append((collector.scores[2], strategy.n_seen))
         record["sessions"].append({
             "session": strategy.session, "n_seen": strategy.n_seen,
+            "memory": memory_held(strategy),
             "train_time_s": trained - start, "eval_time_s": time.perf_counter() - trained,
             "train_loss": strategy.epoch_losses, "notes": strategy.notes, "metrics": metrics,
             "per_class": per_class})
+        bar.update()
+    bar.close()
+    logits, targets, index = collector.scores
+    final_on_earlier = per_class_on_subsets(logits, targets, index, test_sets[:-1],
+                                            info.label_mode)
     record["summary"] = summarize([dict(s["metrics"], per_class=s["per_class"])
-                                   for s in record["sessions"]], info.label_mode)
+                                   for s in record["sessions"]], info.label_mode,
+                                  final_on_earlier)
 
 
 def run_cell(spec: RunSpec, progress: bool = False) -> dict:

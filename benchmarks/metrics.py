@@ -7,6 +7,7 @@ the device of the inputs (CPU or CUDA).
 """
 
 import math
+from typing import Optional
 
 import numpy as np
 import torch
@@ -112,8 +113,10 @@ def session_metrics(
     label_mode: str,
     class_counts: list[int],
     threshold: float = 0.8,
+    n_old: int = 0,
 ) -> dict:
-    """Metrics after one session, over the first ``n_seen`` (seen) classes.
+    """Metrics after one session, over the first ``n_seen`` (seen) classes, of which the
+    first ``n_old`` were learned before the session (old) and the rest in it (new).
 
     Args:
         logits: (N, C_total) raw model outputs.
@@ -123,29 +126,45 @@ def session_metrics(
         label_mode: 'multi' or 'single'.
         class_counts: training images per class for all classes of the stream.
         threshold: decision threshold on sigmoid outputs (multi-label only).
+        n_old: classes learned before this session.
 
     Returns:
         multi: ``mAP, CP, CR, CF1, OP, OR, OF1, head_mAP, medium_mAP,
-        tail_mAP`` and ``per_class`` (AP per seen class).
-        single: ``acc, head_acc, medium_acc, tail_acc`` and ``per_class``
-        (accuracy per seen class). Percent floats, None when undefined.
+        tail_mAP, old_mAP, new_mAP`` and ``per_class`` (AP per seen class);
+        old / new mAP are the mean AP of the old / new classes.
+        single: ``acc, head_acc, medium_acc, tail_acc, old_acc, new_acc`` and
+        ``per_class`` (accuracy per seen class); old / new accuracy are over
+        the test samples of old / new classes (predicting among all seen ones).
+        Percent floats, None when undefined (old values in the first session).
     """
     logits = logits[:, :n_seen]
     if label_mode == "multi":
-        return _multi_label_metrics(logits, targets[:, :n_seen], class_counts, threshold)
+        result = _multi_label_metrics(logits, targets[:, :n_seen], class_counts, threshold)
+        result["old_mAP"] = _mean(result["per_class"][:n_old])
+        result["new_mAP"] = _mean(result["per_class"][n_old:])
+        return result
     if label_mode == "single":
-        return _single_label_metrics(logits, targets, class_counts)
+        result = _single_label_metrics(logits, targets, class_counts)
+        correct = logits.argmax(dim=1) == targets
+        old = targets < n_old
+        result["old_acc"] = _to_float(100 * correct[old].double().mean())
+        result["new_acc"] = _to_float(100 * correct[~old].double().mean())
+        return result
     raise ValueError(f"unknown label_mode {label_mode!r}")
 
 
-def summarize(sessions: list[dict], label_mode: str) -> dict:
+def summarize(sessions: list[dict], label_mode: str,
+              final_on_earlier: Optional[list[list]] = None) -> dict:
     """Aggregate the per-session outputs of ``session_metrics`` over a stream.
 
     Returns ``avg_<m>`` (mean over all sessions, base session included),
     ``last_<m>`` and ``last_{head,medium,tail}_<m>`` with ``m`` = mAP for
     multi-label (plus ``last_CF1``, ``last_OF1``) or acc for single-label, and
-    ``forgetting``: over classes seen before the final session, the mean of
-    (best earlier per-class value - final value); None for a single session.
+    ``forgetting`` (see :func:`forgetting`; None for a single session).
+    ``final_on_earlier[k]`` holds the final model's per-class values on session
+    ``k``'s test images (:func:`per_class_on_subsets`); without it the final
+    session's own values are used, which is the same thing for single-label
+    accuracy (a class's test samples are the same in every session).
     """
     metric = "mAP" if label_mode == "multi" else "acc"
     last = sessions[-1]
@@ -156,22 +175,41 @@ def summarize(sessions: list[dict], label_mode: str) -> dict:
     if label_mode == "multi":
         summary.update(last_CF1=last["CF1"], last_OF1=last["OF1"])
     summary.update({f"last_{group}_{metric}": last[f"{group}_{metric}"] for group in GROUPS})
-    summary["forgetting"] = _forgetting([session["per_class"] for session in sessions])
+    summary.update({f"last_{part}_{metric}": last.get(f"{part}_{metric}")
+                    for part in ("old", "new")})
+    summary["forgetting"] = forgetting([session["per_class"] for session in sessions],
+                                       final_on_earlier)
     return summary
+
+
+def per_class_on_subsets(logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
+                         subsets: list[tuple[torch.Tensor, int]], label_mode: str) -> list[list]:
+    """Per-class values (AP or accuracy, percent) of one model's scores restricted to each
+    subset of rows: ``subsets`` are (dataset indices, n_seen) pairs, ``index`` the dataset
+    index of each scored row. Used to score the final model on each earlier session's test
+    images, so that forgetting compares like with like."""
+    values = []
+    for rows, n_seen in subsets:
+        keep = torch.isin(index, rows.to(index.device))
+        values.append(session_metrics(logits[keep], targets[keep], n_seen, label_mode,
+                                      [0] * n_seen)["per_class"])
+    return values
 
 
 class ScoreCollector(SupervisedPlugin):
     """Avalanche plugin computing ``session_metrics`` on each evaluated experience.
 
     Outputs and targets stay on the strategy's device until the end of the
-    experience; the result is stored in ``self.last``. Requires the strategy to
-    expose ``n_seen`` and ``info.label_mode`` / ``info.class_counts``.
+    experience; the result is stored in ``self.last``, and the experience's scores,
+    targets and dataset indices in ``self.scores``. Requires the strategy to expose
+    ``n_seen`` and ``info.label_mode`` / ``info.class_counts``.
     """
 
     def __init__(self, threshold: float = 0.8):
         super().__init__()
         self.threshold = threshold
         self.last = None
+        self.scores = None
         self._logits = []
         self._targets = []
 
@@ -184,20 +222,18 @@ class ScoreCollector(SupervisedPlugin):
         self._targets.append(strategy.mb_y)
 
     def after_eval_exp(self, strategy, *args, **kwargs):
-        self.last = session_metrics(
-            torch.cat(self._logits),
-            torch.cat(self._targets),
-            strategy.n_seen,
-            strategy.info.label_mode,
-            strategy.info.class_counts,
-            self.threshold,
-        )
+        logits, targets = torch.cat(self._logits), torch.cat(self._targets)
+        index = getattr(strategy.experience.dataset, "index", None)
+        self.scores = (logits, targets, index)
+        self.last = session_metrics(logits, targets, strategy.n_seen, strategy.info.label_mode,
+                                    strategy.info.class_counts, self.threshold,
+                                    getattr(strategy, "n_old", 0))
 
 
 def _multi_label_metrics(logits, targets, class_counts, threshold):
-    """``session_metrics`` for multi-label data already cut to seen classes."""
-    labelled = targets.bool().any(dim=1)
-    logits, targets = logits[labelled], targets[labelled]
+    """``session_metrics`` for multi-label data already cut to seen classes. A row with no
+    positive (e.g. a COCO image whose only objects of seen classes are crowd annotations)
+    counts as a negative for every class, as in the reference evaluation."""
     per_class = _to_list(100 * average_precision(logits, targets))
     return {
         "mAP": _mean(per_class),
@@ -230,21 +266,27 @@ def _group_means(per_class, class_counts, metric):
     }
 
 
-def _forgetting(per_class_history):
+def forgetting(per_class_history: list[list], final_on_earlier: Optional[list[list]] = None):
     """Average forgetting over classes seen before the final session.
 
-    For each such class: the best value over earlier sessions minus its final
-    value; classes with undefined (None) values are skipped. None with fewer
-    than two sessions.
+    For each such class c: the largest drop, over earlier sessions k, from its value after
+    session k to the final model's value **on the same test images** (session k's test set,
+    ``final_on_earlier[k]``). Each multi-label session's test set adds the images of its new
+    classes, and AP falls with added negatives even for a model that forgot nothing, so
+    values from two different test sets are not comparable. Without ``final_on_earlier``
+    the final session's own values stand for every k. Undefined (None) values are skipped;
+    None with fewer than two sessions.
     """
     if len(per_class_history) < 2:
         return None
     *earlier, final = per_class_history
+    finals = final_on_earlier or [final] * len(earlier)
     drops = []
     for c in range(len(earlier[-1])):
-        best = _max([values[c] for values in earlier if c < len(values)])
-        if best is not None and final[c] is not None:
-            drops.append(best - final[c])
+        drop = _max([values[c] - ends[c] for values, ends in zip(earlier, finals)
+                     if c < len(values) and values[c] is not None and ends[c] is not None])
+        if drop is not None:
+            drops.append(drop)
     return _mean(drops)
 
 

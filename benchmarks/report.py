@@ -1,63 +1,83 @@
-"""Leaderboard and plots from the records of a results folder.
+"""Leaderboard, paired comparisons and plots from the records of a results folder.
 
-``python -m benchmarks.report DIR`` (re-)renders, from ``DIR/records``:
+``python -m benchmarks.report DIR [--baseline METHOD]`` (re-)renders, from ``DIR/records``:
 
-- ``leaderboard.csv``: one row per (stream, method, config): ``n_seeds``, ``<metric>_mean``
-  and ``<metric>_std`` (sample std over seeds) of every summary metric, mean wall time,
-  ``code_versions`` (distinct code versions among its records) and ``stale`` (some record
-  comes from code other than the current checkout's); sorted by the headline metric (avg_mAP
-  or avg_acc) within each stream. ``config`` names the overrides of the row's cells.
-- ``leaderboard.md``: the same, "mean ± std", one table per stream.
+- ``leaderboard.csv``: one row per (stream, method, config, threads): ``n_seeds``, and for
+  every summary metric ``<metric>_mean``, ``<metric>_std`` (sample std over seeds) and
+  ``<metric>_ci95`` (half-width of the two-sided 95% Student-t interval of the mean over
+  seeds, NaN with fewer than 2 seeds); mean wall time, ``code_versions`` (distinct code
+  versions among its records) and ``stale`` (some record comes from code other than the
+  current checkout's, or from an older version of its plugin file); sorted by the headline
+  metric (avg_mAP or avg_acc) within each stream. ``config`` names the overrides of the
+  row's cells; ``threads`` is the torch thread count the cells ran with, which changes
+  numbers on a CPU, so cells of different thread counts are never averaged together.
+- ``paired.csv``: for each other row, the per-seed difference to the baseline method
+  (``--baseline``, default ``replay`` when the folder has it) on the same stream, training
+  config and threads, over the seeds both have: ``diff_mean``, ``diff_ci95`` (Student t
+  over the paired differences) and ``significant`` (the interval excludes 0); see
+  benchmarks/stats.py.
+- ``leaderboard.md``: one table per stream, "mean ± 95% CI half-width", with the paired
+  difference of the headline metrics to the baseline (``*``: the interval excludes 0).
 - ``per_seed.csv``: every cell's status and summary metrics.
-- ``plots/<stream>_sessions.png`` (headline metric after each session, mean line and std band
-  over seeds), ``<stream>_last.png`` (last-session bars) and ``<stream>_groups.png``
-  (head / medium / tail bars).
+- ``plots/``: per stream, the figures of benchmarks/plots.py.
 
 Failed cells appear in ``per_seed.csv`` only.
 """
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 from pathlib import Path
 from typing import Optional
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from benchmarks.runner.store import Store  # noqa: E402
-from benchmarks.runner.version import code_version  # noqa: E402
+from benchmarks.plots import plot_stream
+from benchmarks.runner.store import Store
+from benchmarks.runner.version import cell_version, code_version
+from benchmarks.stats import ci95, paired_differences
 
 # The per-session metric of each label mode; the headline is its average over sessions.
 SESSION_METRIC = {"multi": "mAP", "single": "acc"}
 GROUPS = ("head", "medium", "tail")
-ROW = ["stream", "method", "config"]
+ROW = ["stream", "method", "config", "threads"]
+# Where a method meets its baseline in a paired comparison.
+PAIRED_ON = ["stream", "train_config", "threads"]
+DEFAULT_BASELINE = "replay"
 # The columns of per_seed.csv before the summary metrics.
-CELL = ["id", *ROW, "seed", "label_mode", "status", "error", "code_version", "wall_time_s"]
+CELL = ["id", *ROW, "hparams_config", "train_config", "seed", "label_mode", "pretrained",
+        "status", "error", "code_version", "stale", "wall_time_s"]
+
+
+def _items(overrides: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
 
 
 def config_label(spec: dict) -> str:
     """The overrides of a spec (hyperparameters, then training config) as ``k=v, ...``,
     each part sorted by key so that equal specs get equal labels."""
-    items = [*sorted(spec["hparams"].items()), *sorted(spec["train"].items())]
-    return ", ".join(f"{k}={v}" for k, v in items)
+    return ", ".join(filter(None, [_items(spec["hparams"]), _items(spec["train"])]))
 
 
-def per_seed(records: list[dict]) -> pd.DataFrame:
-    """One row per record: identity, status, code version, wall time and summary metrics."""
+def per_seed(records: list[dict], current: Optional[str] = None) -> pd.DataFrame:
+    """One row per record: identity, status, code version (``stale`` when it is not the
+    version the current suite ``current`` and the record's method file give), wall time and
+    summary metrics."""
     rows = []
     for record in records:
         spec = record["spec"]
+        version = record.get("code_version")
+        now = current and cell_version(current, record.get("method_source"))
         rows.append({"id": record["id"], "stream": spec["stream"], "method": spec["method"],
-                     "config": config_label(spec), "seed": spec["seed"],
+                     "config": config_label(spec),
+                     "threads": (record.get("env") or {}).get("threads"),
+                     "hparams_config": _items(spec["hparams"]),
+                     "train_config": _items(spec["train"]), "seed": spec["seed"],
                      "label_mode": (record.get("stream") or {}).get("label_mode"),
+                     "pretrained": bool(record.get("pretrained")),
                      "status": record["status"], "error": record.get("error"),
-                     "code_version": record.get("code_version"),
+                     "code_version": version, "stale": bool(now) and version != now,
                      "wall_time_s": record.get("wall_time_s"),
                      **(record.get("summary") or {})})
     frame = pd.DataFrame(rows, columns=list(dict.fromkeys(
@@ -65,26 +85,34 @@ def per_seed(records: list[dict]) -> pd.DataFrame:
     return frame.sort_values([*ROW, "seed"], ignore_index=True)
 
 
-def leaderboard(seeds: pd.DataFrame, current: Optional[str] = None) -> pd.DataFrame:
-    """Mean and std over seeds of the done cells of each (stream, method, config)."""
+def summary_metrics(seeds: pd.DataFrame) -> list[str]:
+    """The summary metrics present in ``seeds``, forgetting (shared by both modes) last."""
+    metrics = [c for c in seeds.columns if c not in CELL and seeds[c].notna().any()]
+    return sorted(metrics, key=lambda m: m == "forgetting")
+
+
+def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and 95% interval over seeds of the done cells of each (stream, method,
+    config, threads)."""
     done = seeds[seeds["status"] == "done"]
-    metrics = [c for c in done.columns if c not in CELL and done[c].notna().any()]
-    metrics.sort(key=lambda m: m == "forgetting")  # shared by both label modes: last
+    metrics = summary_metrics(done)
     rows = []
-    for (stream, method, config), cells in done.groupby(ROW, sort=False):
+    for (stream, method, config, threads), cells in done.groupby(ROW, sort=False, dropna=False):
         row = {"stream": stream, "label_mode": cells["label_mode"].iloc[0], "method": method,
-               "config": config, "n_seeds": len(cells)}
+               "config": config, "threads": threads,
+               "pretrained": bool(cells["pretrained"].all()), "n_seeds": len(cells)}
         for metric in metrics:
             values = pd.to_numeric(cells[metric], errors="coerce")
             row[f"{metric}_mean"], row[f"{metric}_std"] = values.mean(), values.std()
+            row[f"{metric}_ci95"] = ci95(values)
         row["wall_time_s_mean"] = cells["wall_time_s"].mean()
         versions = set(cells["code_version"])
         row["code_versions"] = len(versions)
-        row["stale"] = len(versions) > 1 or (current is not None and versions != {current})
+        row["stale"] = len(versions) > 1 or bool(cells["stale"].any())
         rows.append(row)
     board = pd.DataFrame(rows, columns=[
-        "stream", "label_mode", "method", "config", "n_seeds",
-        *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
+        "stream", "label_mode", "method", "config", "threads", "pretrained", "n_seeds",
+        *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")),
         "wall_time_s_mean", "code_versions", "stale"])
     board["_headline"] = [row.get(f"avg_{SESSION_METRIC.get(row['label_mode'])}_mean")
                           for _, row in board.iterrows()]
@@ -96,62 +124,99 @@ def leaderboard(seeds: pd.DataFrame, current: Optional[str] = None) -> pd.DataFr
 def sessions(records: list[dict]) -> pd.DataFrame:
     """One row per (done cell, session) with the session's metrics."""
     rows = [{"stream": r["spec"]["stream"], "method": r["spec"]["method"],
-             "config": config_label(r["spec"]), "seed": r["spec"]["seed"],
+             "config": config_label(r["spec"]), "threads": (r.get("env") or {}).get("threads"),
+             "seed": r["spec"]["seed"],
              "session": s["session"], "n_seen": s["n_seen"], **s["metrics"]}
             for r in records if r["status"] == "done" for s in r["sessions"]]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(dict.fromkeys(
+        ["stream", "method", "config", "threads", "seed", "session", "n_seen",
+         *(k for row in rows for k in row)])))
 
 
-def markdown(board: pd.DataFrame) -> str:
-    """One markdown table per stream, "mean ± std"; stale rows are marked with †."""
+def final_per_class(records: list[dict]) -> pd.DataFrame:
+    """One row per (done cell, class) with the class's final value and training count."""
+    rows = [{"stream": r["spec"]["stream"], "method": r["spec"]["method"],
+             "config": config_label(r["spec"]), "threads": (r.get("env") or {}).get("threads"),
+             "seed": r["spec"]["seed"], "class": c, "count": count, "value": value}
+            for r in records if r["status"] == "done" and r["sessions"]
+            for c, (value, count) in enumerate(zip(r["sessions"][-1].get("per_class", []),
+                                                   (r.get("stream") or {}).get("class_counts",
+                                                                               [])))
+            if value is not None]
+    return pd.DataFrame(rows, columns=["stream", "method", "config", "threads", "seed",
+                                      "class", "count", "value"])
+
+
+def paired(seeds: pd.DataFrame, baseline: Optional[str]) -> pd.DataFrame:
+    """Paired differences to ``baseline`` (default: replay when present) of every summary
+    metric; empty when the baseline has no cells."""
+    done = seeds[seeds["status"] == "done"]
+    baseline = baseline or DEFAULT_BASELINE
+    return paired_differences(done, baseline, summary_metrics(done), PAIRED_ON)
+
+
+def markdown(board: pd.DataFrame, pairs: Optional[pd.DataFrame] = None) -> str:
+    """One markdown table per stream, "mean ± 95% CI half-width" over seeds, with the paired
+    difference of the headline metrics to the baseline; stale rows are marked with †."""
     if board.empty:
         return "No finished cells yet.\n"
+    pairs = pairs if pairs is not None else pd.DataFrame(columns=["metric"])
+    baseline = pairs["baseline"].iloc[0] if len(pairs) else None
     parts = []
     for stream, rows in board.groupby("stream", sort=False):
+        metric = SESSION_METRIC[rows["label_mode"].iloc[0]]
         metrics = [c[:-5] for c in rows.columns
                    if c.endswith("_mean") and c != "wall_time_s_mean" and rows[c].notna().any()]
-        header = ["method", "config", "seeds", *metrics, "wall time (s)"]
+        headline = [f"avg_{metric}", f"last_{metric}"] if baseline else []
+        header = ["method", "config", "seeds", *metrics,
+                  *(f"Δ {m} vs {baseline}" for m in headline), "threads", "wall time (s)"]
         lines = [f"## {stream} ({rows['label_mode'].iloc[0]}-label)", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in rows.iterrows():
             cells = [row["method"] + (" †" if row["stale"] else ""), row["config"],
                      str(row["n_seeds"]),
-                     *(_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics),
-                     _mean_std(row["wall_time_s_mean"], float("nan"), 1)]
+                     *(_mean_ci(row[f"{m}_mean"], row[f"{m}_ci95"]) for m in metrics),
+                     *(_difference(pairs, row, m) for m in headline),
+                     "–" if pd.isna(row["threads"]) else str(int(row["threads"])),
+                     _mean_ci(row["wall_time_s_mean"], float("nan"), 1)]
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
+    parts.append("Values are mean ± the half-width of the 95% Student-t interval over seeds "
+                 "(no interval with one seed)."
+                 + (f" Δ: paired difference to {baseline} over the seeds both have, with "
+                    "its 95% interval; * marks an interval that excludes 0." if baseline
+                    else ""))
     if board["stale"].any():
-        parts.append("† results from code other than the current checkout; rerun those "
-                     "methods with `--rerun METHOD`.")
+        parts.append("† results from code other than the current checkout (or an older "
+                     "version of the method's plugin file); rerun those methods with "
+                     "`--rerun METHOD`.")
     return "\n\n".join(parts) + "\n"
 
 
 def plot(records: list[dict], board: pd.DataFrame, folder: Path) -> None:
-    """Per stream: headline per session, last-session bars, head/medium/tail bars."""
+    """Every figure of benchmarks/plots.py, per stream."""
     folder.mkdir(parents=True, exist_ok=True)
-    table = sessions(records)
+    table, per_class = sessions(records), final_per_class(records)
     for stream, rows in board.groupby("stream", sort=False):
-        metric = SESSION_METRIC[rows["label_mode"].iloc[0]]
-        slug = re.sub(r"[^A-Za-z0-9]+", "_", stream).strip("_")
-        labels = [_label(row) for _, row in rows.iterrows()]
-        _session_plot(table[table["stream"] == stream], rows, labels, metric,
-                      folder / f"{slug}_sessions.png", stream)
-        _bars(rows, labels, [f"last_{metric}"], [f"last {metric}"], folder / f"{slug}_last.png",
-              stream)
-        _bars(rows, labels, [f"last_{g}_{metric}" for g in GROUPS], list(GROUPS),
-              folder / f"{slug}_groups.png", f"{stream}: last {metric} by training frequency")
+        plot_stream(stream, SESSION_METRIC[rows["label_mode"].iloc[0]], rows,
+                    table[table["stream"] == stream], per_class[per_class["stream"] == stream],
+                    folder)
 
 
-def render(out, current: Optional[str] = None) -> list[Path]:
-    """Write leaderboard.csv, leaderboard.md, per_seed.csv and plots/ from ``out/records``."""
+def render(out, current: Optional[str] = None, baseline: Optional[str] = None) -> list[Path]:
+    """Write leaderboard.csv, leaderboard.md, paired.csv, per_seed.csv and plots/ from
+    ``out/records``."""
     out = Path(out)
     records = list(Store(out).load_all().values())
-    seeds = per_seed(records)
-    board = leaderboard(seeds, current)
-    paths = [out / "leaderboard.csv", out / "leaderboard.md", out / "per_seed.csv"]
+    seeds = per_seed(records, current)
+    board = leaderboard(seeds)
+    pairs = paired(seeds, baseline)
+    paths = [out / "leaderboard.csv", out / "leaderboard.md", out / "paired.csv",
+             out / "per_seed.csv"]
     board.to_csv(paths[0], index=False)
-    paths[1].write_text(markdown(board))
-    seeds.to_csv(paths[2], index=False)
+    paths[1].write_text(markdown(board, pairs))
+    pairs.to_csv(paths[2], index=False)
+    seeds.to_csv(paths[3], index=False)
     shutil.rmtree(out / "plots", ignore_errors=True)
     plot(records, board, out / "plots")
     return [*paths, out / "plots"]
@@ -170,47 +235,25 @@ def write_tensorboard(record: dict, folder) -> None:
                     writer.add_scalar(f"session/{name}", value, session["session"])
 
 
-def _label(row) -> str:
-    return row["method"] + (f" ({row['config']})" if row["config"] else "")
-
-
-def _mean_std(mean: float, std: float, digits: int = 2) -> str:
+def _mean_ci(mean: float, half: float, digits: int = 2) -> str:
     if pd.isna(mean):
         return "–"
-    return f"{mean:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}")
+    return f"{mean:.{digits}f}" + ("" if pd.isna(half) else f" ± {half:.{digits}f}")
 
 
-def _session_plot(table, rows, labels, metric, path, title) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (_, row), label in zip(rows.iterrows(), labels):
-        cells = table[(table["method"] == row["method"]) & (table["config"] == row["config"])]
-        curve = cells.groupby("n_seen")[metric].agg(["mean", "std"]).fillna({"std": 0})
-        ax.plot(curve.index, curve["mean"], marker="o", label=label)
-        ax.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"],
-                        alpha=0.2)
-    ax.set(xlabel="classes seen", ylabel=f"{metric} (%)", title=title)
-    ax.legend(fontsize="small")
-    _save(fig, path)
-
-
-def _bars(rows, labels, columns, names, path, title) -> None:
-    fig, ax = plt.subplots(figsize=(max(4, 1.5 * len(columns) * len(rows) ** 0.5), 4))
-    width = 0.8 / len(rows)
-    for i, ((_, row), label) in enumerate(zip(rows.iterrows(), labels)):
-        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(columns))]
-        ax.bar(xs, [row.get(f"{c}_mean", float("nan")) for c in columns], width,
-               yerr=[row.get(f"{c}_std", float("nan")) for c in columns], capsize=3,
-               label=label)
-    ax.set_xticks(range(len(columns)), names)
-    ax.set(ylabel="%", title=title)
-    ax.legend(fontsize="small")
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _difference(pairs: pd.DataFrame, row, metric: str) -> str:
+    """The paired difference of ``row`` to the baseline on ``metric``, "+d ± h" (* when the
+    interval excludes 0), or "–"."""
+    match = pairs[(pairs["metric"] == metric) & (pairs["method"] == row["method"])
+                  & (pairs["config"] == row["config"]) & (pairs["stream"] == row["stream"])
+                  & (pairs["threads"].isna() if pd.isna(row["threads"])
+                     else pairs["threads"] == row["threads"])]
+    if match.empty:
+        return "–"
+    first = match.iloc[0]
+    text = f"{first['diff_mean']:+.2f}" + ("" if pd.isna(first["diff_ci95"])
+                                           else f" ± {first['diff_ci95']:.2f}")
+    return text + ("*" if first["significant"] else "")
 
 
 def main(argv=None) -> int:
@@ -218,12 +261,14 @@ def main(argv=None) -> int:
                                      description="Re-render the leaderboard and plots of a "
                                                  "results folder from its records.")
     parser.add_argument("dir", help="a results folder (holding records/)")
+    parser.add_argument("--baseline", help="the method paired differences are taken to "
+                                           f"(default {DEFAULT_BASELINE})")
     args = parser.parse_args(argv)
     if not (Path(args.dir) / "records").is_dir():
         print(f"error: {args.dir} holds no records/ folder; expected a results folder "
               "written by python -m benchmarks.run", file=sys.stderr)
         return 2
-    print(" ".join(str(p) for p in render(args.dir, code_version())))
+    print(" ".join(str(p) for p in render(args.dir, code_version(), args.baseline)))
     return 0
 
 

@@ -9,29 +9,28 @@ Results go to ``--out`` (default ``results/<name>``): ``records/<id>.json`` per 
 ``leaderboard.csv``/``.md``, ``per_seed.csv`` and ``plots/``. Running the same command again
 skips done cells, retries failed ones and runs the rest. Every user error is one line on
 stderr and exit status 2, before any work; a failed cell makes the exit status 1.
+
+torch, Avalanche and the methods are imported only once the arguments have parsed, so that
+``--help`` and flag errors answer at once.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from tqdm import tqdm
-
-from benchmarks import models, streams
-from benchmarks.report import render, write_tensorboard
-from benchmarks.runner.executors import run_local, run_ray
-from benchmarks.runner.grid import (GridError, expand, load_config, parse_seeds, parse_sets,
-                                    split_list)
-from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.store import Store
-from benchmarks.runner.version import code_version
-from methods import MethodError, discover, load_plugin
+from benchmarks.runner.version import cell_version, code_version
+
+if TYPE_CHECKING:
+    from benchmarks.runner.spec import RunSpec
 
 DEFAULT_STREAM = "digits:B0-C2"
 DEFAULT_SEEDS = "0,1,2"
@@ -41,6 +40,19 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device", "backbone", "pr
 
 # Config keys that are on/off switches on the command line.
 SWITCHES = ("channels_last",)
+
+EPILOG = """\
+streams: dataset:B<base>-C<inc>[?option=value&...], e.g. digits:B0-C2, coco:B40-C10,
+  voc:B0-C4?order=shuffled, digits:B0-C2?valid=0.1&eval=valid (--list shows datasets,
+  protocols and options).
+resuming: a cell's id is a hash of its spec (method, stream, seed, overrides); each
+  finished cell's record is written to OUT/records/ at once, so running the same command
+  again skips done cells, retries failed ones and runs the rest, even after a kill.
+  Records of other code are kept and their rows flagged stale: --rerun METHOD reruns them.
+exit status: 0 all cells done; 1 some cell failed (recorded with its reason; the others
+  ran); 2 bad input (one 'error:' line, nothing run or written); 130 interrupted (finished
+  cells kept, leaderboard written).
+"""
 
 
 class UsageError(Exception):
@@ -70,8 +82,9 @@ def _at_least(kind, minimum):
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m benchmarks.run",
-                description="Run methods x streams x seeds, store a record per cell, and "
-                            "write a leaderboard with plots.")
+               description="Run methods x streams x seeds, store a record per cell, and "
+                           "write a leaderboard with plots.",
+               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", help="comma-separated method names (see --list)")
     p.add_argument("--streams", help=f"comma-separated streams (default {DEFAULT_STREAM})")
     p.add_argument("--seeds", help=f"comma-separated integer seeds (default {DEFAULT_SEEDS})")
@@ -80,8 +93,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_at_least(float, 0.0), help="learning rate")
     p.add_argument("--memory", type=_at_least(int, 0),
                    help="replay memory budget (per class or in total, as the recipe says)")
-    p.add_argument("--backbone", choices=sorted(models.BACKBONES),
-                   help="default: the stream's recipe")
+    p.add_argument("--backbone", help="smallcnn, resnet32, resnet18 or resnet50 "
+                                      "(default: the stream's recipe)")
     p.add_argument("--pretrained", metavar="PATH",
                    help="backbone weights from a local torchvision state-dict file")
     p.add_argument("--image-size", type=_at_least(int, 8), help="input side in pixels")
@@ -105,6 +118,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", help="an existing Ray cluster (default: a local instance)")
     p.add_argument("--out", help="results folder (default results/<name>)")
     p.add_argument("--name", help="grid name (default: the config's file name, or 'default')")
+    p.add_argument("--baseline", metavar="METHOD",
+                   help="leaderboard differences are paired to this method (default replay)")
     p.add_argument("--rerun", metavar="METHOD[,METHOD]",
                    help="rerun these methods' cells even where records are done")
     p.add_argument("--tensorboard", action="store_true",
@@ -120,7 +135,7 @@ class Plan:
     """A validated grid: what to run, where, and how."""
 
     specs: list[RunSpec]
-    skipped: list[str]
+    notes: list[str]  # said before the run: skipped pairs, warnings
     out: Path
     rerun: list[str]
     workers: int
@@ -129,12 +144,23 @@ class Plan:
     ray_address: Optional[str]
     tensorboard: bool
     quiet: bool
+    baseline: Optional[str] = None
 
 
 def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the CLI; ``cell`` replaces :func:`benchmarks.cell.run_cell` (tests)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args, config = _parse(sys.argv[1:] if argv is None else list(argv))
+        parser().parse_args(argv)  # --help and flag errors before the heavy imports
+    except UsageError as exc:
+        return _usage_error(exc)
+    from benchmarks import streams
+    from benchmarks.runner.grid import GridError
+    from methods import MethodError, discover, load_plugin
+
+    try:
+        args, config = _parse(argv)
+        discover()  # the suite's methods first: a plugin may not take their names
         for plugin in args.plugin:
             load_plugin(plugin)
         if args.list:
@@ -142,13 +168,19 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
             return 0
         plan = _plan(args, config)
     except (UsageError, GridError, MethodError, streams.StreamError) as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+        return _usage_error(exc)
     return execute(plan, cell)
+
+
+def _usage_error(exc: Exception) -> int:
+    print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+    return 2
 
 
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     """The flags, with a ``--config`` file's options under them (the command line wins)."""
+    from benchmarks.runner.grid import load_config
+
     args = parser().parse_args(argv)
     if not args.config:
         return args, {}
@@ -158,6 +190,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
 
 def _config_argv(config: dict) -> list[str]:
     """A config's options (but ``grid``) as command-line tokens."""
+    from benchmarks.runner.grid import split_list
+
     def text(value):
         return value if isinstance(value, str) else json.dumps(value)
 
@@ -177,28 +211,44 @@ def _config_argv(config: dict) -> list[str]:
 
 
 def _plan(args: argparse.Namespace, config: dict) -> Plan:
-    """Validate everything a user can get wrong, touching no file."""
+    """Validate everything a user can get wrong (creating only the results folder, to check
+    that it is writable)."""
+    from benchmarks import models, streams
+    from benchmarks.runner.grid import expand, parse_seeds, parse_sets, split_list
+    from methods import discover
+
+    if args.backbone is not None and args.backbone not in models.BACKBONES:
+        raise UsageError(f"argument --backbone: invalid choice: {args.backbone!r} (choose "
+                         f"from {', '.join(sorted(models.BACKBONES))})")
     if not args.methods:
         known = ", ".join(sorted(discover())) or "none"
         raise UsageError(f"--methods is required, e.g. --methods finetune,replay; known: {known}")
     methods = split_list(args.methods)
     sets = parse_sets(args.set)
     grid = expand(methods, split_list(args.streams or DEFAULT_STREAM),
-                  parse_seeds(args.seeds or DEFAULT_SEEDS), sets=sets,
+                  parse_seeds(DEFAULT_SEEDS if args.seeds is None else args.seeds), sets=sets,
                   grid=config.get("grid"), data_root=args.data_root,
                   train={k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None},
                   plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin))
     if args.pretrained and not Path(args.pretrained).is_file():
         raise UsageError(f"--pretrained {args.pretrained}: no such file (give a local "
                          "torchvision state dict; nothing is downloaded)")
+    if args.baseline and args.baseline not in methods:
+        raise UsageError(f"--baseline {args.baseline} is not in --methods; accepted: "
+                         + ", ".join(methods))
     rerun = split_list(args.rerun or "")
     if set(rerun) - set(methods):
         raise UsageError(f"--rerun names {', '.join(sorted(set(rerun) - set(methods)))}, "
                          f"not in --methods; accepted: {', '.join(methods)}")
     if not grid.specs:
         raise UsageError("nothing to run: " + "; ".join(grid.skipped))
+    notes = list(grid.skipped)
     for name in dict.fromkeys(spec.stream for spec in grid.specs):
-        streams.check(name, args.data_root)
+        streams.check(name, args.data_root, args.image_size, args.batch_size)
+        if streams.parse(name)[0].published_pretrained and not args.pretrained:
+            notes.append(f"warning: {name} trains its backbone from scratch; its published "
+                         "numbers start from ImageNet-pretrained weights: pass --pretrained "
+                         "PATH (a local torchvision state dict)")
     executor = args.executor or "local"
     if executor == "ray" and importlib.util.find_spec("ray") is None:
         raise UsageError("--executor ray needs Ray: pip install 'ray>=2.9'; or use "
@@ -211,41 +261,61 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     name = args.name or (Path(args.config).stem if args.config else "default")
     out = Path(args.out or Path("results") / name)
     check_writable(out)
-    return Plan(grid.specs, grid.skipped, out, rerun, args.workers or 1, args.threads, executor,
-                args.ray_address, args.tensorboard, args.quiet)
+    return Plan(grid.specs, notes, out, rerun, args.workers or 1, args.threads, executor,
+                args.ray_address, args.tensorboard, args.quiet, args.baseline)
 
 
 def check_writable(out: Path) -> None:
-    """Raise UsageError unless ``out`` is, or can be created as, a writable folder."""
-    probe = out
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out} is not writable: {probe} is not a writable folder")
+    """Raise UsageError unless ``out`` is, or can be created as, a folder in which a file can
+    be written: it is created and a probe file written and removed (folders this check
+    created are removed again when it fails)."""
+    created = [parent for parent in (out, *out.parents) if not parent.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe"):
+            pass
+    except OSError as exc:
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise UsageError(f"--out {out} is not writable: {exc.strerror or exc}")
 
 
 def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
-    """Run the pending cells, write each record as it arrives, render the report."""
+    """Run the pending cells, write each record as it arrives, render the report (also when
+    interrupted, from the cells that finished)."""
+    from benchmarks.report import render
+
     def say(line):
         if not plan.quiet:
             print(line, file=sys.stderr)
 
-    for line in plan.skipped:
+    for line in plan.notes:
         say(line)
     store = Store(plan.out)
     todo = store.pending(plan.specs, plan.rerun)
+    for path in store.set_aside:
+        say(f"warning: {path.with_suffix('')} could not be read; set aside as {path.name}, "
+            "its cell will run again")
     say(f"{len(plan.specs)} cells: {len(plan.specs) - len(todo)} done already, "
         f"{len(todo)} to run; results in {plan.out}")
-    plan.out.mkdir(parents=True, exist_ok=True)
     version = code_version()
+    stale = _stale_methods(store, plan.specs, todo, version)
+    if stale:
+        say("done cells of " + ", ".join(stale) + " come from other code (the suite's or "
+            "their plugin file's): their rows are flagged stale; rerun them with --rerun "
+            + ",".join(stale))
+    plan.out.mkdir(parents=True, exist_ok=True)
     try:
         if todo:
             _run_cells(plan, todo, store, version, cell)
     except KeyboardInterrupt:
-        print(f"interrupted: finished cells are saved in {plan.out}; run the same command "
-              "to resume", file=sys.stderr)
+        paths = render(plan.out, version, plan.baseline)
+        print(f"interrupted: finished cells are saved in {plan.out} and in its leaderboard; "
+              "run the same command to resume", file=sys.stderr)
+        print(" ".join(str(path) for path in paths))
         return 130
-    paths = render(plan.out, version)
+    paths = render(plan.out, version, plan.baseline)
     stored = store.load_all()
     failed = [stored[spec.id] for spec in plan.specs if stored[spec.id]["status"] != "done"]
     if failed:
@@ -262,23 +332,50 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
 def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
                cell: Optional[Callable[..., dict]]) -> None:
     """Run ``todo`` on the plan's executor; stamp, store (and log) each record on arrival."""
+    from benchmarks.progress import Progress
+    from benchmarks.report import write_tensorboard
+    from benchmarks.runner.executors import run_local, run_ray
+
     if plan.executor == "ray":
         records = run_ray(todo, workers=plan.workers, address=plan.ray_address, cell=cell,
                           threads=plan.threads)
     else:
         records = run_local(todo, workers=plan.workers, cell=cell, threads=plan.threads,
-                            progress=not plan.quiet and plan.workers == 1)
-    with tqdm(total=len(todo), desc="cells", unit="cell", disable=plan.quiet) as bar:
+                            progress=not plan.quiet)
+    with Progress(len(todo), "cells", "cell", enabled=not plan.quiet) as bar:
         for record in records:
-            record["code_version"] = version
+            record["method_source"] = _method_source(record["spec"]["method"])
+            record["code_version"] = cell_version(version, record["method_source"])
             store.write(record)
             if plan.tensorboard:
                 write_tensorboard(record, plan.out / "tensorboard")
-            bar.update()
+            spec = record["spec"]
+            bar.update(f"{spec['method']} {spec['stream']} seed {spec['seed']}: "
+                       f"{record['status']}")
+
+
+def _method_source(name: str) -> Optional[str]:
+    """The file of a method registered from outside the suite, else None."""
+    from methods import discover
+
+    method = discover().get(name)
+    return method.source if method and method.external else None
+
+
+def _stale_methods(store: Store, specs: list[RunSpec], todo: list[RunSpec],
+                   version: str) -> list[str]:
+    """Methods with done cells (kept, not rerun) whose code version is not the current one."""
+    records, todo_ids = store.load_all(), {spec.id for spec in todo}
+    return sorted({spec.method for spec in specs if spec.id not in todo_ids
+                   and records[spec.id].get("code_version")
+                   != cell_version(version, _method_source(spec.method))})
 
 
 def listing() -> str:
     """The registered methods (label modes, defaults) and datasets (protocols, options)."""
+    from benchmarks import streams
+    from methods import discover
+
     lines = ["methods:"]
     for name, method in sorted(discover().items()):
         lines.append(f"  {name}  [{'/'.join(sorted(method.label_modes))}-label]"

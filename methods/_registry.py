@@ -13,6 +13,7 @@ values of the wrong type and values outside a key's declared ``choices`` are a
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -31,6 +32,13 @@ class Method:
     defaults: dict = field(default_factory=dict)
     paper: str = ""
     choices: dict = field(default_factory=dict)
+    source: str = ""  # the file that registered it
+
+    @property
+    def external(self) -> bool:
+        """Registered from outside the suite (a --plugin file or an entry point), so its file
+        is not covered by the suite's code version."""
+        return Path(self.source).resolve().parent != Path(__file__).resolve().parent
 
     @property
     def summary(self) -> str:
@@ -51,8 +59,13 @@ def register(name: str, *, label_modes, defaults=None, paper: str = "", choices=
         raise ValueError(f"method {name!r}: label_modes must be a subset of {{'multi', 'single'}}")
 
     def deco(fn):
+        source = str(Path(getattr(sys.modules.get(fn.__module__), "__file__", None)
+                          or fn.__code__.co_filename).resolve())
+        if name in _METHODS and _METHODS[name].source != source:
+            raise MethodError(f"method {name!r} is registered twice: by "
+                              f"{_METHODS[name].source} and by {source}; rename one of them")
         _METHODS[name] = Method(name, fn, modes, dict(defaults or {}), paper,
-                                {k: tuple(v) for k, v in (choices or {}).items()})
+                                {k: tuple(v) for k, v in (choices or {}).items()}, source)
         return fn
 
     return deco

@@ -98,8 +98,7 @@ class LabelMemory(ExemplarsBuffer):
         self.max_size = new_size
         quota = self.quota(strategy.n_seen)
         kept = [s.subset(range(min(quota, len(s)))) for s in self.per_class.values()]
-        kept = [s for s in kept if len(s)]
-        if kept:
+        if kept:  # a class whose quota fell to 0 keeps nothing
             merged = kept[0]
             for s in kept[1:]:
                 merged = merged.concat(s)

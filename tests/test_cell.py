@@ -77,3 +77,15 @@ def test_the_optimizer_state_is_reset_at_each_session_unless_the_recipe_keeps_it
     assert fresh["train"]["reset_optimizer"] is True
     assert session_numbers(fresh)[0] == session_numbers(kept)[0]  # same first session
     assert session_numbers(fresh)[1] != session_numbers(kept)[1]
+
+
+def test_the_record_says_which_weights_a_cell_started_from(cell, tmp_path):
+    import torch
+
+    from benchmarks import models
+
+    weights = tmp_path / "smallcnn.pt"
+    torch.save(models.build("smallcnn", 10, 1).backbone.state_dict(), weights)
+    assert cell("finetune")["pretrained"] is None
+    started = cell("finetune", pretrained=str(weights))["pretrained"]
+    assert started["path"] == str(weights.resolve()) and len(started["sha1"]) == 12

@@ -206,6 +206,24 @@ def existing(tmp_path_factory):
     (["--config", "nope.yaml"], "cannot read --config nope.yaml"),
     (["--pretrained", "nope.pt"], "--pretrained nope.pt: no such file"),
     (["--backbone", "vgg"], "argument --backbone: invalid choice: 'vgg'"),
+    (["--streams", "digits:B0-C2?ratio=0"],
+     "option ratio=0 for 'digits' is out of range; accepted: float from 1 to 1000"),
+    (["--streams", "digits:B0-C2?ratio=-5"], "option ratio=-5 for 'digits' is out of range"),
+    (["--streams", "digits:B0-C2?train=0"], "option train=0 for 'digits' is out of range"),
+    (["--streams", "digits:B0-C2?train=-5"], "option train=-5 for 'digits' is out of range"),
+    (["--streams", "digits-lt:B0-C2?n_max=0"], "option n_max=0 for 'digits-lt' is out of range"),
+    (["--streams", "synthetic:B0-C5?size=3"], "option size=3 for 'synthetic' is out of range"),
+    (["--streams", "digits:B0-C2?data_seed=-1"], "option data_seed=-1 for 'digits' is out"),
+    (["--streams", "digits:B0-C2?train=100000000"], "needs about 644 GiB for its images alone"),
+    (["--image-size", "20000"], "digits:B0-C2 at image size 20000 and batch size 64 needs about"),
+    (["--streams", "digits:B0-C2?train=50&ratio=1000&data_seed=2"],
+     "session 0 of digits:B0-C2?train=50&ratio=1000&data_seed=2 has no train image"),
+    (["--streams", "digits:B0-C2?eval=valid"], "option eval=valid in 'digits:B0-C2?eval=valid' "
+                                               "needs a validation split"),
+    (["--seeds", "-1"], "seed -1 is out of range; accepted: integers from 0 to 4294967295"),
+    (["--seeds", "99999999999"], "seed 99999999999 is out of range"),
+    (["--seeds", ""], "no seeds given"),
+    (["--out", "/proc/imbacil"], "--out /proc/imbacil is not writable"),
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_results_alone(existing, argv, message,
                                                                    capsys):
@@ -222,3 +240,117 @@ def test_bad_input_creates_no_results_folder(tmp_path, capsys):
     assert main(["--methods", "toy", "--plugin", TOY, "--seeds", "x",
                  "--out", str(tmp_path / "new")]) == 2
     assert not (tmp_path / "new").exists()
+    (tmp_path / "locked").mkdir(mode=0o500)
+    if os.access(tmp_path / "locked", os.W_OK):  # root writes anyway: a file stands in
+        (tmp_path / "locked").rmdir()
+        (tmp_path / "locked").write_text("a file")
+    assert main(["--methods", "toy", "--plugin", TOY,
+                 "--out", str(tmp_path / "locked" / "a" / "b")]) == 2
+    assert "is not writable" in capsys.readouterr().err
+    assert not (tmp_path / "locked" / "a").exists()
+
+
+def test_a_corrupt_record_is_named_set_aside_and_its_cell_runs_again(existing, tmp_path,
+                                                                     capsys):
+    out = tmp_path / "out"
+    argv = ["--methods", "toy", "--plugin", TOY, "--seeds", "0,1", "--out", str(out)]
+    assert main(argv, cell=fake_cell.run_cell) == 0
+    first, second = sorted((out / "records").glob("*.json"))
+    first.write_text(first.read_text()[:50])  # truncated
+    second.write_text('{"hand": "edited"}')
+    capsys.readouterr()
+    assert main(argv, cell=fake_cell.run_cell) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {first} could not be read; set aside as {first.name}.corrupt" in err
+    assert "2 cells: 0 done already, 2 to run" in err
+    assert first.with_name(first.name + ".corrupt").read_text().startswith('{')
+    assert len(Store(out).load_all()) == 2
+
+
+def test_records_are_readable_by_all_like_the_csvs(existing):
+    for path in [*existing.glob("records/*.json"), existing / "leaderboard.csv"]:
+        assert path.stat().st_mode & 0o044 == 0o044, path
+
+
+PLUGIN = '''
+from methods import register
+
+
+@register("{name}", label_modes={{"multi"}}, defaults={{"weight": {weight}}})
+def build(ctx):
+    """A plugin method."""
+    raise NotImplementedError
+'''
+
+
+def test_an_edited_plugin_file_makes_its_done_cells_stale(tmp_path, capsys):
+    plugin = tmp_path / "edited.py"
+    plugin.write_text(PLUGIN.format(name="edited", weight=1.0))
+    argv = ["--methods", "edited", "--plugin", str(plugin), "--seeds", "0,1",
+            "--out", str(tmp_path / "out")]
+    assert main(argv, cell=fake_cell.run_cell) == 0
+    row = pd.read_csv(tmp_path / "out" / "leaderboard.csv").iloc[0]
+    assert not row["stale"]
+    plugin.write_text(PLUGIN.format(name="edited", weight=50.0))  # the user edits the loss
+    capsys.readouterr()
+    assert main(argv, cell=forbidden) == 0
+    err = capsys.readouterr().err
+    assert "2 done already" in err and "done cells of edited come from other code" in err
+    assert pd.read_csv(tmp_path / "out" / "leaderboard.csv").iloc[0]["stale"]
+    assert main([*argv, "--rerun", "edited"], cell=fake_cell.run_cell) == 0
+    assert not pd.read_csv(tmp_path / "out" / "leaderboard.csv").iloc[0]["stale"]
+    records = Store(tmp_path / "out").load_all().values()
+    assert {r["method_source"] for r in records} == {str(plugin.resolve())}
+
+
+def test_a_plugin_may_not_take_a_registered_name(tmp_path, capsys):
+    plugin = tmp_path / "impostor.py"
+    plugin.write_text(PLUGIN.format(name="replay", weight=1.0))
+    assert main(["--methods", "replay", "--plugin", str(plugin), "--list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "method 'replay' is registered twice: by " in err
+    assert "methods/replay.py" in err and str(plugin.resolve()) in err
+
+
+def test_cells_of_different_thread_counts_are_never_averaged_together(tmp_path):
+    argv = ["--methods", "toy", "--plugin", TOY, "--quiet", "--out", str(tmp_path)]
+    threads = torch.get_num_threads()
+    try:
+        assert main([*argv, "--seeds", "0", "--threads", "1"], cell=fake_cell.run_cell) == 0
+        assert main([*argv, "--seeds", "0,1", "--threads", "2"], cell=fake_cell.run_cell) == 0
+    finally:
+        torch.set_num_threads(threads)
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert sorted(zip(board["threads"], board["n_seeds"])) == [(1, 1), (2, 1)]
+    assert "| threads |" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_help_answers_before_torch_is_imported_and_explains_streams_resume_and_exits():
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "benchmarks.run", "--help"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert "torch" not in imported and "avalanche" not in imported
+    for words in ("dataset:B<base>-C<inc>", "resuming:", "exit status:", "130 interrupted"):
+        assert words in done.stdout
+
+
+def test_progress_written_to_a_file_is_plain_lines(tmp_path, capsys):
+    assert main(["--methods", "toy", "--plugin", TOY, "--seeds", "0,1", "--out", str(tmp_path)],
+                cell=fake_cell.run_cell) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    assert "cells: 1/2 cells (toy digits:B0-C2 seed 0: done)" in err
+    assert "cells: 2/2 cells (toy digits:B0-C2 seed 1: done)" in err
+
+
+def test_ctrl_c_keeps_finished_cells_and_writes_their_leaderboard(tmp_path, capsys):
+    def interrupted(spec, progress=False):
+        if spec.seed == 1:
+            raise KeyboardInterrupt
+        return fake_cell.run_cell(spec, progress)
+
+    argv = ["--methods", "toy", "--plugin", TOY, "--seeds", "0,1", "--out", str(tmp_path)]
+    assert main(argv, cell=interrupted) == 130
+    assert "interrupted: finished cells are saved" in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "leaderboard.csv")["n_seeds"].tolist() == [1]

@@ -48,6 +48,15 @@ def test_total_budget_is_never_exceeded_and_old_classes_shrink():
     assert (memory.buffer.targets * memory.buffer.mask).sum(0).min() >= 2
 
 
+def test_a_total_budget_below_the_class_count_holds_nothing_stale():
+    benchmark, info = streams.build(STREAM)
+    memory = LabelMemory(3, "total", "random")
+    fill(memory, benchmark, info, 1)  # 2 classes: quota 1 each
+    assert 1 <= len(memory.buffer) <= 2
+    fill(memory, benchmark, info, 2)  # 4 classes: quota 3 // 4 = 0
+    assert len(memory.buffer) == 0
+
+
 def test_single_label_memory_keeps_class_indices():
     benchmark, info = streams.build("digits-lt:B4-C2?n_max=60&test_per_class=10")
     buffer = fill(LabelMemory(3, "per_class", "random"), benchmark, info, 2)

@@ -12,6 +12,8 @@ from benchmarks.metrics import (
     f1_scores,
     frequency_groups,
     session_metrics,
+    forgetting,
+    per_class_on_subsets,
     summarize,
 )
 
@@ -126,17 +128,19 @@ def test_session_metrics_ignores_unseen_columns(label_mode):
     assert len(result["per_class"]) == 4
 
 
-def test_session_metrics_multi_drops_rows_without_seen_label():
+def test_session_metrics_multi_counts_rows_without_seen_label_as_negatives():
+    """A test member with an all-zero row over the seen classes (a COCO image whose only
+    objects of seen classes are crowd annotations) is a negative for every class."""
     logits = torch.cat([AP_SCORES, torch.zeros(4, 1)], dim=1)
     targets = torch.cat([AP_TARGETS, torch.zeros(4, 1)], dim=1)
     extra_logits = torch.tensor([[5.0, 5.0, 0.0]])
     extra_targets = torch.tensor([[0.0, 0.0, 1.0]])
-    counts = [5, 5, 5]
-    result = session_metrics(logits, targets, 2, "multi", counts)
-    with_extra = session_metrics(
-        torch.cat([logits, extra_logits]), torch.cat([targets, extra_targets]), 2, "multi", counts
-    )
-    assert with_extra == result
+    all_logits, all_targets = torch.cat([logits, extra_logits]), torch.cat([targets, extra_targets])
+    with_extra = session_metrics(all_logits, all_targets, 2, "multi", [5, 5, 5])
+    expected = average_precision_score(all_targets[:, 0].numpy(), all_logits[:, 0].numpy())
+    assert with_extra["per_class"][0] == pytest.approx(100 * expected)
+    assert with_extra["per_class"][0] < session_metrics(logits, targets, 2, "multi",
+                                                        [5, 5, 5])["per_class"][0]
 
 
 def test_session_metrics_multi_groups():
@@ -152,7 +156,7 @@ def test_session_metrics_multi_groups():
     assert result["medium_mAP"] == pytest.approx(100 * ap[2])
     assert result["tail_mAP"] == pytest.approx(100 * ap[1])
     assert set(result) == {"mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "per_class",
-                           "head_mAP", "medium_mAP", "tail_mAP"}  # fmt: skip
+                           "head_mAP", "medium_mAP", "tail_mAP", "old_mAP", "new_mAP"}  # fmt: skip
 
 
 def test_session_metrics_single_by_hand():
@@ -171,7 +175,8 @@ def test_session_metrics_single_by_hand():
     result = session_metrics(logits, targets, 3, "single", [10, 5, 1, 20])
     assert result.pop("per_class") == pytest.approx([50.0, 100.0, 50.0])
     assert result == pytest.approx(
-        {"acc": 60.0, "head_acc": 50.0, "medium_acc": 100.0, "tail_acc": 50.0}
+        {"acc": 60.0, "head_acc": 50.0, "medium_acc": 100.0, "tail_acc": 50.0,
+         "old_acc": None, "new_acc": 60.0}
     )
 
 
@@ -207,6 +212,8 @@ def test_summarize_multi_three_sessions():
             "last_head_mAP": 1.0,
             "last_medium_mAP": 2.0,
             "last_tail_mAP": None,
+            "last_old_mAP": None,
+            "last_new_mAP": None,
             "forgetting": 12.5,
         }
     )
@@ -230,6 +237,8 @@ def test_summarize_single_three_sessions():
             "last_head_acc": 3.0,
             "last_medium_acc": 4.0,
             "last_tail_acc": 5.0,
+            "last_old_acc": None,
+            "last_new_acc": None,
             "forgetting": 40 / 3,
         }
     )
@@ -241,7 +250,8 @@ def test_summarize_single_session_has_no_forgetting():
 
 def _fake_strategy(label_mode, n_seen, class_counts):
     info = SimpleNamespace(label_mode=label_mode, class_counts=class_counts)
-    return SimpleNamespace(n_seen=n_seen, info=info, mb_output=None, mb_y=None)
+    return SimpleNamespace(n_seen=n_seen, info=info, mb_output=None, mb_y=None,
+                           experience=SimpleNamespace(dataset=None))
 
 
 def _drive(collector, strategy, logits, targets, batch_size=7):
@@ -268,3 +278,48 @@ def test_score_collector_matches_session_metrics(label_mode):
     _drive(collector, strategy, torch.randn(10, 5), targets[:10])  # earlier experience
     result = _drive(collector, strategy, logits, targets)
     assert result == session_metrics(logits.detach(), targets, 4, label_mode, counts, 0.6)
+
+
+def test_a_model_whose_scores_never_change_has_no_multilabel_forgetting():
+    """Session t's test set holds the images of every class seen by t; a fixed scorer's AP of
+    an old class falls as images of new classes join (more negatives), which is not
+    forgetting: compared on the same images, the drop is 0."""
+    gen = torch.Generator().manual_seed(0)
+    targets = (torch.rand(300, 6, generator=gen) < 0.3).float()
+    scores = targets * 1.5 + torch.randn(300, 6, generator=gen)  # one fixed model
+    index = torch.arange(300)
+    history, subsets = [], []
+    for n_seen in (2, 4, 6):
+        rows = torch.nonzero(targets[:, :n_seen].any(1)).flatten()
+        history.append(session_metrics(scores[rows], targets[rows], n_seen, "multi",
+                                       [1] * 6)["per_class"])
+        subsets.append((rows, n_seen))
+    assert forgetting(history) > 1  # the naive comparison across test sets
+    final_on_earlier = per_class_on_subsets(scores[rows], targets[rows], index[rows],
+                                            subsets[:-1], "multi")
+    assert forgetting(history, final_on_earlier) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_forgetting_takes_the_largest_same_image_drop():
+    history = [[80.0, None], [70.0, 60.0], [50.0, 40.0, 90.0]]
+    finals = [[55.0, None], [52.0, 40.0]]
+    # class 0: max(80 - 55, 70 - 52) = 25; class 1: 60 - 40 = 20 -> 22.5
+    assert forgetting(history, finals) == pytest.approx(22.5)
+
+
+def test_old_and_new_split_the_seen_classes_at_the_session_start():
+    # 4 seen classes, 2 old. AP per class on 4 images, worked by hand:
+    targets = torch.tensor([[1., 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1]])
+    scores = torch.tensor([[.9, .1, .2, .8], [.8, .9, .1, .7], [.1, .8, .3, .6], [.2, .2, .9, .5]])
+    # class 0: ranks .9(+) .8(-) .2(-) .1(+) -> AP = (1/1 + 2/4) / 2 = 0.75
+    # class 1: .9(+) .8(+) .2(-) .1(-) -> 1.0; class 2: .9(+) .3(-) .2(+) .1(-) -> (1 + 2/3)/2
+    # class 3: .8(-) .7(+) .6(-) .5(+) -> (1/2 + 2/4) / 2 = 0.5
+    result = session_metrics(scores, targets, 4, "multi", [1] * 4, n_old=2)
+    assert result["old_mAP"] == pytest.approx(100 * (0.75 + 1.0) / 2)
+    assert result["new_mAP"] == pytest.approx(100 * ((1 + 2 / 3) / 2 + 0.5) / 2)
+    labels = torch.tensor([0, 1, 2, 3, 3])
+    logits = torch.tensor([[5., 0, 0, 0], [0, 0, 5, 0], [0, 0, 5, 0], [0, 0, 0, 5], [5, 0, 0, 0]])
+    single = session_metrics(logits, labels, 4, "single", [1] * 4, n_old=2)
+    assert single["old_acc"] == pytest.approx(50.0) and single["new_acc"] == pytest.approx(
+        100 * 2 / 3)  # old: 1 of 2 right; new: 2 of 3
+    assert session_metrics(logits, labels, 4, "single", [1] * 4)["old_acc"] is None

@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from benchmarks import report
+from benchmarks import report, stats
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.store import Store
 
@@ -39,7 +39,7 @@ RECORDS = [record("toy", 0, 40.0), record("toy", 1, 44.0), record("toy", 2, 0, s
 
 @pytest.fixture
 def board():
-    return report.leaderboard(report.per_seed(RECORDS), current="v1")
+    return report.leaderboard(report.per_seed(RECORDS, current="v1"))
 
 
 def test_leaderboard_means_and_stds_by_hand(board):
@@ -63,7 +63,7 @@ def test_rows_are_per_config_sorted_by_headline_and_flag_other_code(board):
                     (MULTI, "toy", "alpha=2.0, epochs=1")]
     assert board["code_versions"].tolist() == [1, 1, 2, 1, 1]
     assert board["stale"].tolist() == [False, False, True, False, False]
-    assert report.leaderboard(report.per_seed(RECORDS), current="v2")["stale"].all()
+    assert report.leaderboard(report.per_seed(RECORDS, current="v2"))["stale"].all()
 
 
 def test_per_seed_lists_every_cell_with_its_status():
@@ -82,11 +82,12 @@ def test_render_writes_csvs_markdown_and_plots_and_the_cli_rerenders(tmp_path, c
     assert len(csv) == 5 and csv.loc[3, "avg_mAP_mean"] == pytest.approx(42.0)
     md = (tmp_path / "leaderboard.md").read_text()
     assert f"## {MULTI} (multi-label)" in md and f"## {SINGLE} (single-label)" in md
-    assert "| toy | epochs=1 | 2 | 42.00 ± 2.83 |" in md
-    assert "| best † | epochs=1 | 2 | 51.00 ± 1.41 |" in md and "--rerun" in md
+    # 40 and 44: mean 42, s = 2.83, t(0.975, 1) = 12.706 -> 12.706 * 2.83 / sqrt(2) = 25.41
+    assert "| toy | epochs=1 | 2 | 42.00 ± 25.41 |" in md
+    assert "| best † | epochs=1 | 2 | 51.00 ± 12.71 |" in md and "--rerun" in md
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert plots == sorted(f"{slug}_{kind}.png" for slug in ("digits_B0_C2", "digits_lt_B0_C2")
-                           for kind in ("sessions", "last", "groups"))
+                           for kind in ("sessions", "last", "groups", "per_class"))
     assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
     (tmp_path / "leaderboard.csv").unlink()
     assert report.main([str(tmp_path)]) == 0
@@ -106,3 +107,75 @@ def test_tensorboard_logs_each_session_metric(tmp_path):
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("session/mAP")] == [(0, 35.0), (1, 45.0)]
     assert "session/tail_mAP" in events.Tags()["scalars"]
+
+
+def test_ci95_is_the_student_t_half_width_and_absent_below_two_seeds():
+    # 1, 2, 6: mean 3, s = sqrt(((4 + 1 + 9) / 2)) = sqrt(7); t(0.975, 2) = 4.3027
+    assert stats.ci95([1.0, 2.0, 6.0]) == pytest.approx(4.3027 * math.sqrt(7) / math.sqrt(3),
+                                                        rel=1e-4)
+    assert math.isnan(stats.ci95([5.0])) and math.isnan(stats.ci95([]))
+
+
+def test_paired_differences_by_hand_and_only_over_shared_seeds():
+    rows = [("replay", 0, 50.0), ("replay", 1, 52.0), ("replay", 2, 60.0),
+            ("new", 0, 53.0), ("new", 1, 54.0), ("new", 2, 64.0), ("new", 3, 99.0),
+            ("lone", 5, 10.0)]
+    seeds = pd.DataFrame([{"stream": MULTI, "method": m, "config": "", "hparams_config": "",
+                           "train_config": "", "threads": 2, "seed": s, "avg_mAP": v}
+                          for m, s, v in rows])
+    pairs = stats.paired_differences(seeds, "replay", ["avg_mAP"],
+                                     ["stream", "train_config", "threads"])
+    new = pairs[pairs["method"] == "new"].iloc[0]
+    # differences 3, 2, 4 (seed 3 has no baseline): mean 3, s = 1, t(0.975, 2) = 4.3027
+    assert new["n_pairs"] == 3 and new["diff_mean"] == pytest.approx(3.0)
+    assert new["diff_ci95"] == pytest.approx(4.3027 / math.sqrt(3), rel=1e-4)
+    assert new["significant"]  # 3 - 2.48 > 0
+    assert "lone" not in set(pairs["method"])  # no shared seed: no row
+
+
+def test_one_pair_has_no_interval_and_is_never_significant():
+    seeds = pd.DataFrame([{"stream": MULTI, "method": m, "config": "", "hparams_config": "",
+                           "train_config": "", "threads": 2, "seed": 0, "avg_mAP": v}
+                          for m, v in (("replay", 50.0), ("new", 70.0))])
+    row = stats.paired_differences(seeds, "replay", ["avg_mAP"], ["stream"]).iloc[0]
+    assert row["n_pairs"] == 1 and math.isnan(row["diff_ci95"]) and not row["significant"]
+
+
+def _full_record(method, seed, stream, shift):
+    """A record with every field the plots read: sessions, per-class values, class counts."""
+    spec = RunSpec(method, stream, seed, {}, {})
+    mode = "multi" if stream == MULTI else "single"
+    m = report.SESSION_METRIC[mode]
+    sessions = [{"session": t, "n_seen": 2 * (t + 1),
+                 "metrics": {m: 50 + shift + t, f"old_{m}": 40.0 + shift, f"new_{m}": 60.0},
+                 "per_class": [30.0 + c + shift for c in range(2 * (t + 1))]}
+                for t in range(3)]
+    summary = {f"avg_{m}": 51 + shift, f"last_{m}": 52 + shift, f"last_old_{m}": 40 + shift,
+               f"last_new_{m}": 60.0, **{f"last_{g}_{m}": 50.0 + i
+                                        for i, g in enumerate(report.GROUPS)},
+               "forgetting": 5.0}
+    return {"id": spec.id, "spec": spec.to_dict(), "status": "done", "error": None,
+            "env": {"threads": 2}, "stream": {"label_mode": mode,
+                                              "class_counts": [100, 50, 20, 10, 5, 1]},
+            "sessions": sessions, "summary": summary, "wall_time_s": 1.0,
+            "code_version": "v1"}
+
+
+def test_the_report_renders_every_plot_for_a_grid_with_pairs_to_replay(tmp_path):
+    store = Store(tmp_path)
+    for stream in (MULTI, SINGLE):
+        for i, method in enumerate(("replay", "lwf", "better")):
+            for seed in (0, 1):
+                store.write(_full_record(method, seed, stream, shift=3 * i + seed))
+    paths = report.render(tmp_path, current="v1")
+    plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert len(plots) == 8 and all(
+        (tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
+    pairs = pd.read_csv(tmp_path / "paired.csv")
+    better = pairs[(pairs["method"] == "better") & (pairs["metric"] == "avg_mAP")].iloc[0]
+    assert better["diff_mean"] == pytest.approx(6.0) and better["n_pairs"] == 2
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert {"last_old_mAP_mean", "last_new_mAP_ci95"} <= set(board.columns)
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "Δ avg_mAP vs replay" in md and "| better | " in md
+    assert tmp_path / "paired.csv" in paths

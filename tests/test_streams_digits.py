@@ -103,15 +103,50 @@ def test_digits_lt_follows_the_exponential_profile_and_is_single_label():
     assert y.dtype == torch.long and y.item() in info.sessions[1] and mask.sum() == 2
 
 
-def test_validation_split_is_carved_from_training_only():
-    benchmark, _ = streams.build(TINY + "&valid=0.25")
-    plain, _ = streams.build(TINY)
+def test_validation_images_leave_every_sessions_training_set_and_the_counts():
+    built = streams.build(TINY + "&valid=0.25")
+    plain = streams.build(TINY)
+    train = [built.benchmark.train_stream[t].dataset for t in range(5)]
+    whole = [plain.benchmark.train_stream[t].dataset for t in range(5)]
+    held = set(built.benchmark.valid_stream[4].dataset.index.tolist())
+    every = set(torch.cat([s.index for s in whole]).tolist())
+    assert len(held) == round(0.25 * len(every))
+    recurring = [i for i in every if sum(i in set(s.index.tolist()) for s in whole) > 1]
+    assert set(recurring) & held, "the stream must hold images of several sessions"
     for t in range(5):
-        train, valid = benchmark.train_stream[t].dataset, benchmark.valid_stream[t].dataset
-        whole = plain.train_stream[t].dataset
-        assert len(train) + len(valid) == len(whole)
-        assert not set(train.index.tolist()) & set(valid.index.tolist())
-        assert len(benchmark.test_stream[t].dataset) == len(plain.test_stream[t].dataset)
+        kept = set(train[t].index.tolist())
+        assert not kept & held and kept | (set(whole[t].index.tolist()) & held) == set(
+            whole[t].index.tolist())
+        valid = built.benchmark.valid_stream[t].dataset  # like the test set: full labels
+        seen = built.info.seen_after(t)
+        assert valid.targets[:, :seen].any(1).all() and valid.mask.all()
+        assert torch.equal(valid.targets, built.train_labels[valid.index])
+        assert len(built.benchmark.test_stream[t].dataset) == len(
+            plain.benchmark.test_stream[t].dataset)
+    kept_images = torch.tensor(sorted(every - held))
+    assert built.info.class_counts == built.train_labels[kept_images].sum(0).long().tolist()
+    assert built.info.class_counts != plain.info.class_counts
+
+
+def test_eval_valid_evaluates_on_the_validation_split():
+    built = streams.build(TINY + "&valid=0.2&eval=valid")
+    for t in range(5):
+        assert torch.equal(built.benchmark.test_stream[t].dataset.index,
+                           built.benchmark.valid_stream[t].dataset.index)
+    with pytest.raises(StreamError, match="needs a validation split"):
+        streams.parse(TINY + "&eval=valid")
+    with pytest.raises(StreamError, match="eval='train' must be one of: test, valid"):
+        streams.parse(TINY + "&valid=0.1&eval=train")
+
+
+def test_a_single_label_validation_split_mirrors_the_test_split():
+    built = streams.build("digits-lt:B4-C2?n_max=60&test_per_class=10&valid=0.2")
+    for t, classes in enumerate(built.info.sessions):
+        valid = built.benchmark.valid_stream[t].dataset
+        assert (valid.targets <= classes[-1]).all()
+        assert torch.equal(valid.targets, built.train_labels[valid.index])
+    train = torch.cat([built.benchmark.train_stream[t].dataset.targets for t in range(4)])
+    assert built.info.class_counts == torch.bincount(train, minlength=10).tolist()
 
 
 def test_images_are_tensors_of_the_canvas_size_or_the_asked_one(tiny):

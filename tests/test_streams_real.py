@@ -115,8 +115,9 @@ def _named(dataset, info) -> dict:
             for i, t in zip(dataset.index, dataset.targets)}
 
 
-def _check_multilabel_blocks(built):
-    """Training targets and masks cover only the session's classes; test labels are full."""
+def _check_multilabel_blocks(built, empty_rows=False):
+    """Training targets and masks cover only the session's classes; test labels are full;
+    every row has a positive unless ``empty_rows`` (membership-only annotations)."""
     info, bench = built.info, built.benchmark
     for t, classes in enumerate(info.sessions):
         block = torch.zeros(info.num_classes, dtype=torch.bool)
@@ -124,12 +125,12 @@ def _check_multilabel_blocks(built):
         train = bench.train_stream[t].dataset
         assert (train.mask == block).all()
         assert (train.targets[:, ~block] == 0).all()
-        assert (train.targets[:, block].sum(1) > 0).all()
+        assert empty_rows or (train.targets[:, block].sum(1) > 0).all()
         assert (train.session == t).all()
         test = bench.test_stream[t].dataset
         assert test.mask.all()
         seen = info.seen_after(t)
-        assert (test.targets[:, :seen].sum(1) > 0).all()
+        assert empty_rows or (test.targets[:, :seen].sum(1) > 0).all()
 
 
 def _sessions(built, stream: str) -> list[dict]:
@@ -138,8 +139,23 @@ def _sessions(built, stream: str) -> list[dict]:
 
 # ---------------------------------------------------------------- COCO
 
-def test_coco_alphabetical_order_crowd_ignored_and_sessions(coco_root):
-    built = streams.build("coco:B0-C2", str(coco_root), image_size=16)
+def test_coco_crowd_annotations_count_for_membership_with_zero_rows(coco_root):
+    built = streams.build("coco:B0-C2", str(coco_root))  # crowd=include, the default
+    assert built.info.class_counts == [2, 1, 1, 2]  # labels come from non-crowd objects
+    assert _sessions(built, "train_stream") == [
+        {"11": {"airplane"}, "12": {"bicycle"}, "14": {"airplane"}},
+        # 12's person and 13's car are crowd: members of the session, all-zero rows there
+        {"10": {"car", "person"}, "12": set(), "13": set(), "14": {"person"}},
+    ]
+    assert _sessions(built, "test_stream") == [
+        {"20": {"bicycle"}, "22": {"airplane", "car"}}, {**COCO_VAL_LABELS, "23": set()}]
+    _check_multilabel_blocks(built, empty_rows=True)
+    with pytest.raises(StreamError, match="option crowd='keep' must be one of: include, drop"):
+        streams.check("coco:B0-C2?crowd=keep", str(coco_root))
+
+
+def test_coco_alphabetical_order_crowd_dropped_and_sessions(coco_root):
+    built = streams.build("coco:B0-C2?crowd=drop", str(coco_root), image_size=16)
     info = built.info
     assert info.class_names == ["airplane", "bicycle", "car", "person"]
     assert info.class_order == [0, 1, 2, 3]
@@ -159,7 +175,7 @@ def test_coco_alphabetical_order_crowd_ignored_and_sessions(coco_root):
 
 
 def test_coco_shuffled_order_is_seeded_and_keeps_labels(coco_root):
-    built = streams.build("coco:B0-C2?order=shuffled&data_seed=3", str(coco_root))
+    built = streams.build("coco:B0-C2?order=shuffled&data_seed=3&crowd=drop", str(coco_root))
     expected = torch.randperm(4, generator=torch.Generator().manual_seed(3)).tolist()
     alphabetical = ["airplane", "bicycle", "car", "person"]
     assert built.info.class_order == expected
@@ -292,3 +308,19 @@ def test_missing_data_is_a_clear_error(tmp_path, stream, layout):
 def test_bad_order_option_is_rejected_by_check(coco_root):
     with pytest.raises(StreamError, match="order='random'"):
         streams.check("coco:B0-C2?order=random", str(coco_root))
+
+
+def test_a_coco_grid_from_scratch_is_warned_about(coco_root, tmp_path, capsys):
+    import fake_cell
+    from benchmarks.run import main
+
+    toy = str(Path(__file__).with_name("toy_methods.py"))
+    argv = ["--methods", "toy", "--plugin", toy, "--streams", "coco:B0-C2", "--seeds", "0",
+            "--data-root", str(coco_root), "--out", str(tmp_path / "a")]
+    assert main(argv, cell=fake_cell.run_cell) == 0
+    assert "warning: coco:B0-C2 trains its backbone from scratch" in capsys.readouterr().err
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    assert main([*argv[:-1], str(tmp_path / "b"), "--pretrained", str(weights)],
+                cell=fake_cell.run_cell) == 0
+    assert "from scratch" not in capsys.readouterr().err

@@ -36,8 +36,9 @@ def failed_record(spec: RunSpec, exc: BaseException) -> dict:
 
 def run_local(specs: Sequence[RunSpec], *, workers: int = 1, cell: Optional[Cell] = None,
               progress: bool = False, threads: Optional[int] = None) -> Iterator[dict]:
-    """Run ``specs`` in a pool of ``workers`` spawned processes, or in this process (with
-    per-session progress bars when ``progress``) for one worker."""
+    """Run ``specs`` in a pool of ``workers`` spawned processes, or in this process for one
+    worker; ``progress`` asks each cell for per-session progress (bars in this process on a
+    terminal, plain lines from worker processes)."""
     cell = cell or _default_cell()
     threads = threads_per_cell(workers, threads)
     if workers == 1:
@@ -56,7 +57,7 @@ def run_local(specs: Sequence[RunSpec], *, workers: int = 1, cell: Optional[Cell
         while True:
             for spec in itertools.islice(queue, workers - len(running)):
                 try:
-                    running[pool.submit(cell, spec)] = spec
+                    running[pool.submit(cell, spec, progress=progress)] = spec
                 except BrokenProcessPool as exc:  # a worker died: no cell can run any more
                     for rest in (spec, *queue):
                         yield failed_record(rest, exc)

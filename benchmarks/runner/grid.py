@@ -31,7 +31,7 @@ from .spec import RunSpec
 CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "memory",
                "backbone", "pretrained", "image_size", "amp", "channels_last",
                "device", "data_root", "set", "grid", "plugins", "workers", "threads", "executor",
-               "ray_address", "name", "out")
+               "ray_address", "name", "out", "baseline")
 
 
 class GridError(ValueError):
@@ -52,14 +52,20 @@ def split_list(value) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
+MAX_SEED = 2 ** 32 - 1  # what numpy's seeding accepts
+
+
 def parse_seeds(value) -> list[int]:
-    """``"0,1,2"`` or ``[0, 1, 2]`` as a list of ints."""
+    """``"0,1,2"`` or ``[0, 1, 2]`` as a list of ints from 0 to 2**32 - 1."""
     seeds = []
     for item in split_list(value):
         try:
             seeds.append(int(item))
         except ValueError:
             raise GridError(f"seeds must be integers, e.g. --seeds 0,1,2; got {item!r}")
+        if not 0 <= seeds[-1] <= MAX_SEED:
+            raise GridError(f"seed {item} is out of range; accepted: integers from 0 to "
+                            f"{MAX_SEED}")
     if not seeds:
         raise GridError("no seeds given; expected integers, e.g. --seeds 0,1,2")
     return seeds

@@ -49,4 +49,4 @@ def new_record(spec: RunSpec) -> dict:
     """A cell's record before it has run: status ``failed`` until the cell says otherwise."""
     return {"id": spec.id, "spec": spec.to_dict(), "status": "failed", "error": None,
             "traceback": None, "env": None, "stream": None, "hparams": None, "train": None,
-            "sessions": [], "summary": None, "wall_time_s": None}
+            "pretrained": None, "sessions": [], "summary": None, "wall_time_s": None}

@@ -2,9 +2,13 @@
 
 Records are written atomically (a temp file in the same folder, then ``os.replace``), so a
 grid killed at any moment leaves only complete records; a leftover temp file is ignored.
+Files are readable by all, as the CSVs beside them (the process umask applies). A record
+that cannot be read (truncated, hand-edited) is set aside as ``<id>.json.corrupt`` and its
+cell counts as not done; nothing is deleted.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -19,6 +23,7 @@ def write_json(target: Path, data) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1)
             f.flush()
@@ -30,11 +35,19 @@ def write_json(target: Path, data) -> Path:
     return target
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class Store:
-    """The records of one results folder."""
+    """The records of one results folder; ``set_aside`` lists the unreadable record files
+    moved aside by :meth:`load_all`."""
 
     def __init__(self, out):
         self.records = Path(out) / "records"
+        self.set_aside: list[Path] = []
 
     def path(self, cell_id: str) -> Path:
         return self.records / f"{cell_id}.json"
@@ -47,7 +60,22 @@ class Store:
         """Every record in the folder by id (temp files are not records)."""
         if not self.records.is_dir():
             return {}
-        return {p.stem: json.loads(p.read_text()) for p in sorted(self.records.glob("*.json"))}
+        records = {}
+        for path in sorted(self.records.glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+                if not isinstance(record, dict) or record.get("id") != path.stem:
+                    raise ValueError("not a record of this cell")
+                records[path.stem] = record
+            except (ValueError, UnicodeDecodeError):
+                aside = path.with_name(path.name + ".corrupt")
+                for n in itertools.count(1):  # never overwrite an earlier one
+                    if not aside.exists():
+                        break
+                    aside = path.with_name(f"{path.name}.corrupt{n}")
+                os.replace(path, aside)
+                self.set_aside.append(aside)
+        return records
 
     def pending(self, specs: Iterable[RunSpec], rerun: Iterable[str] = ()) -> list[RunSpec]:
         """The specs to run: those without a done record, plus every cell of a method named

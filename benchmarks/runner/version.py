@@ -1,4 +1,8 @@
-"""The suite's code version, stamped on every record so results of other code are flagged."""
+"""Code versions, stamped on every record so that results of other code are flagged.
+
+A cell's version is the suite's (:func:`code_version`) plus, for a method registered from
+outside the suite (a ``--plugin`` file or an entry point), a hash of that method's file
+(:func:`cell_version`): editing a plugin file makes its earlier results stale."""
 from __future__ import annotations
 
 import hashlib
@@ -23,6 +27,18 @@ def code_version(root: Path = ROOT) -> str:
     if dirty is None:
         return f"src:{sources_hash(root)}"
     return f"git:{commit}" + (f"+dirty:{sources_hash(root)}" if dirty else "")
+
+
+def cell_version(suite: str, method_source: Optional[str]) -> str:
+    """The version of a cell run with suite version ``suite`` and a method defined in
+    ``method_source`` (None for the suite's own methods)."""
+    if not method_source:
+        return suite
+    try:
+        digest = hashlib.sha1(Path(method_source).read_bytes()).hexdigest()[:12]
+    except OSError:
+        digest = "missing"
+    return f"{suite}+plugin:{digest}"
 
 
 def sources_hash(root: Path = ROOT) -> str:

@@ -2,9 +2,9 @@
 
 A stream is named ``dataset:B{base}-C{inc}`` with optional ``?key=value&...`` options
 (e.g. ``digits:B0-C2?data_seed=1``); ``dataset:B{n}`` (n the number of classes) is the
-offline protocol, one session with every class. Classes are re-indexed in arrival order, so column
-``j`` of every target is the ``j``-th class to arrive and the classes seen after a session
-are always a prefix ``0..n_seen-1``.
+offline protocol, one session with every class. Classes are re-indexed in arrival order, so
+column ``j`` of every target is the ``j``-th class to arrive and the classes seen after a
+session are always a prefix ``0..n_seen-1``.
 
 Multi-label sessions follow the MLCIL protocol of KRT (Dong et al., ICCV 2023) and RebLL
 (arXiv:2408.12161): training session ``t`` holds every image that shows a class of session
@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 from avalanche.benchmarks.utils import AvalancheDataset
 from avalanche.benchmarks.utils.transform_groups import TransformGroups
@@ -215,13 +216,17 @@ class LabelledSet(AvalancheDataset):
 
 
 def multilabel_sets(
-    pool, labels: torch.Tensor, sessions: list[list[int]], transforms, training: bool
+    pool, labels: torch.Tensor, sessions: list[list[int]], transforms, training: bool,
+    members: Optional[torch.Tensor] = None,
 ) -> list[LabelledSet]:
     """One LabelledSet per session from full multi-hot ``labels`` (N, C) over ``pool``.
 
     Training sets: images showing a class of session t, labelled only for session t.
-    Test sets: images showing a class seen by session t, with full labels.
+    Test sets: images showing a class seen by session t, with full labels. ``members`` (N, C)
+    bool says which classes an image shows for membership (default: its labels); it differs
+    from the labels where annotations count for membership only (COCO's crowd ones).
     """
+    members = labels.bool() if members is None else members
     num_classes = labels.shape[1]
     sets = []
     for t, classes in enumerate(sessions):
@@ -230,7 +235,7 @@ def multilabel_sets(
             block[classes] = True
         else:
             block[: classes[-1] + 1] = True
-        rows = torch.nonzero(labels[:, block].any(1)).flatten()
+        rows = torch.nonzero(members[:, block].any(1)).flatten()
         if training:
             targets, mask = labels[rows] * block, block.expand(len(rows), -1).clone()
         else:
@@ -296,19 +301,32 @@ def make_benchmark(train_sets, test_sets, joint_sets, valid_sets=None):
     return benchmark_from_datasets(**streams)
 
 
-def carve_validation(train_sets: list[LabelledSet], fraction: float, seed: int):
-    """Split ``fraction`` of each training session off as a validation set (seeded).
+def carve_validation(train_sets: list[LabelledSet], full_labels: torch.Tensor,
+                     sessions: list[list[int]], fraction: float, seed: int):
+    """Hold ``fraction`` of the training images out as a validation split (seeded), by image.
 
-    Returns (train_sets, valid_sets); the test split is never touched.
+    An image can sit in several sessions' training sets (multi-label, with other partial
+    labels); a held-out image leaves every one of them. Validation experience ``t`` mirrors
+    test experience ``t``: every held-out image showing a class seen by session ``t``, with
+    full labels (``full_labels``: multi-hot rows or class indices, by pool index). Returns
+    (train_sets, valid_sets, class_counts): the training sets without the held-out images,
+    and the per-class counts of the images left. The test split is never touched.
     """
-    gen = torch.Generator().manual_seed(seed)
-    kept, valid = [], []
-    for s in train_sets:
-        perm = torch.randperm(len(s), generator=gen)
-        n_val = int(round(fraction * len(s)))
-        valid.append(s.subset(perm[:n_val].sort().values).eval())
-        kept.append(s.subset(perm[n_val:].sort().values))
-    return kept, valid
+    images = torch.unique(torch.cat([s.index for s in train_sets]))
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    held = images[perm[: int(round(fraction * len(images)))]].sort().values
+    kept = [s.subset(torch.nonzero(~torch.isin(s.index, held)).flatten()) for s in train_sets]
+    num_classes = sessions[-1][-1] + 1
+    multi = full_labels.dim() == 2
+    hot = full_labels if multi else F.one_hot(full_labels, num_classes)
+    left = hot[images[~torch.isin(images, held)]].sum(0)
+    valid = []
+    for t, classes in enumerate(sessions):
+        rows = held[hot[held, : classes[-1] + 1].any(1)]
+        valid.append(LabelledSet(train_sets[0].pool, rows, full_labels[rows].clone(),
+                                 torch.ones(len(rows), num_classes, dtype=torch.bool),
+                                 torch.full((len(rows),), t), train_sets[0].transforms, "eval"))
+    return kept, valid, left.long().tolist()
 
 
 class TensorPool(Dataset):

@@ -21,7 +21,7 @@ import torch
 from torchvision import transforms as T
 
 from . import StreamData, register
-from .base import StreamError, StreamInfo, positions, session_splits, singlelabel_sets
+from .base import StreamInfo, positions, session_splits, singlelabel_sets
 from .images import (ArrayPool, arrival_order, check_choice, locate, normalised,
                      recipe)
 
@@ -75,14 +75,13 @@ def cifar_transforms(size: int) -> dict:
 
 def check_cifar(name, data_root):
     check_choice("order", name.options["order"], ORDERS)
-    if name.options["ratio"] < 1:
-        raise StreamError(f"option ratio={name.options['ratio']} must be >= 1")
     locate("cifar100lt", data_root, PARTS, LAYOUT)
 
 
 @register("cifar100lt", label_mode="single", num_classes=100,
           protocols=["B0-C10", "B50-C10", "B0-C5"],
           options={"ratio": 100.0, "order": "shuffled", "data_seed": 0}, check=check_cifar,
+          limits={"ratio": (1, 500)}, recipe=RECIPE, pool_bytes=lambda o: 60_000 * 32 * 32 * 3,
           description="CIFAR-100-LT single-label, n_c = 500 * ratio^(-c/99), balanced test")
 def build_cifar100lt(name, data_root=None, image_size=None):
     opts = name.options

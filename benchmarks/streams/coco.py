@@ -2,7 +2,14 @@
 
 Training images come from ``train2014``, evaluation images from ``val2014``, as in KRT
 (Dong et al., ICCV 2023) and RebLL. An image's labels are the categories of its non-crowd
-annotations (``iscrowd=1`` is ignored); an image with no such annotation is dropped.
+annotations. Crowd annotations (``iscrowd=1``), option ``crowd``:
+
+- ``include`` (default, the published protocol of the reference code bases): they count for
+  membership. An image whose only objects of a session's classes are crowd annotations is
+  a member of that session (and of the test sets that hold the session's classes) with an
+  all-zero target row there.
+- ``drop``: they are ignored before anything else; an image with no other annotation is
+  dropped.
 
 Class index: the categories of the training annotation file sorted alphabetically by name
 (airplane, apple, backpack, ...), the label order of the MLCIL papers' released code; it is
@@ -28,6 +35,7 @@ PARTS = [f"annotations/instances_{s}.json" for s in SPLITS] + list(SPLITS)
 LAYOUT = ("<data_root>/annotations/instances_{train,val}2014.json with images in "
           "<data_root>/train2014/ and <data_root>/val2014/ (MS-COCO 2014)")
 ORDERS = ("alphabetical", "shuffled")
+CROWD = ("include", "drop")
 
 
 def _load(root: Path, split: str) -> COCO:
@@ -41,29 +49,37 @@ def _categories(coco: COCO) -> tuple[list[str], dict[int, int]]:
     return [c["name"] for c in cats], {c["id"]: i for i, c in enumerate(cats)}
 
 
-def _split(root: Path, split: str, coco: COCO, index: dict[int, int]) -> Split:
-    """Image paths (sorted by image id) and the (row, class) pairs of non-crowd annotations."""
+def _split(root: Path, split: str, coco: COCO, index: dict[int, int], crowd: str) -> Split:
+    """Image paths (sorted by image id) and the (row, class) pairs of the annotations, crowd
+    ones for membership only (``crowd=include``) or left out (``drop``)."""
     image_ids = np.array(sorted(coco.imgs), dtype=np.int64)
-    anns = [a for a in coco.dataset["annotations"] if not a.get("iscrowd", 0)]
+    anns = coco.dataset["annotations"]
+    is_crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
+    if crowd == "drop":
+        anns = [a for a, c in zip(anns, is_crowd) if not c]
+        is_crowd = np.zeros(len(anns), dtype=bool)
     ann_images = np.array([a["image_id"] for a in anns], dtype=np.int64)
     ann_classes = np.array([index[a["category_id"]] for a in anns], dtype=np.int64)
     paths = [root / split / coco.imgs[i]["file_name"] for i in image_ids.tolist()]
-    return Split(paths, np.searchsorted(image_ids, ann_images), ann_classes)
+    return Split(paths, np.searchsorted(image_ids, ann_images), ann_classes, is_crowd)
 
 
 def check_coco(name, data_root):
     check_choice("order", name.options["order"], ORDERS)
+    check_choice("crowd", name.options["crowd"], CROWD)
     locate("coco", data_root, PARTS, LAYOUT)
 
 
 @register("coco", label_mode="multi", num_classes=80, protocols=["B0-C10", "B40-C10"],
-          options={"order": "alphabetical", "data_seed": 0}, check=check_coco,
+          options={"order": "alphabetical", "data_seed": 0, "crowd": "include"},
+          check=check_coco, recipe=MLCIL_RECIPE, published_pretrained=True,
           description="MS-COCO 2014 multi-label (train2014 / val2014), pycocotools")
 def build_coco(name, data_root=None, image_size=None):
     root = locate("coco", data_root, PARTS, LAYOUT)
     train_coco, val_coco = _load(root, SPLITS[0]), _load(root, SPLITS[1])
     class_names, index = _categories(train_coco)
-    train = _split(root, SPLITS[0], train_coco, index)
-    test = _split(root, SPLITS[1], val_coco, index)
+    crowd = name.options["crowd"]
+    train = _split(root, SPLITS[0], train_coco, index, crowd)
+    test = _split(root, SPLITS[1], val_coco, index, crowd)
     return multilabel_stream(name, class_names, ORDERS[0], train, test,
                              MLCIL_RECIPE, image_size)

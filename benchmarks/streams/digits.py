@@ -94,8 +94,17 @@ def _multilabel_canvases(n, ratio, source, gen, rank):
     return _compose(presence, source, gen), presence
 
 
+def _pool_bytes(images: int) -> int:
+    """Memory for composing ``images`` float canvases (the canvas grid, its reordered copy and
+    the pool itself)."""
+    return 3 * images * SIZE * SIZE * 4
+
+
 @register("digits", label_mode="multi", num_classes=NUM_CLASSES, protocols=["B0-C2", "B4-C2"],
           options={"data_seed": 0, "ratio": 10.0, "train": 3000, "test": 1000},
+          limits={"ratio": (1, 1000), "train": (50, None), "test": (10, None)},
+          recipe=RECIPE, channels=1, embedded=True,
+          pool_bytes=lambda o: _pool_bytes(o["train"] + o["test"]),
           description="embedded multi-label digit canvases, long-tailed (offline)")
 def build_digits(name, data_root=None, image_size=None):
     opts = name.options
@@ -117,6 +126,9 @@ def _singlelabel_canvases(counts, source, gen):
 @register("digits-lt", label_mode="single", num_classes=NUM_CLASSES,
           protocols=["B0-C2", "B4-C2"],
           options={"data_seed": 0, "ratio": 10.0, "n_max": 400, "test_per_class": 100},
+          limits={"ratio": (1, 1000), "n_max": (1, None), "test_per_class": (1, None)},
+          recipe=RECIPE, channels=1, embedded=True,
+          pool_bytes=lambda o: _pool_bytes(NUM_CLASSES * (o["n_max"] + o["test_per_class"])),
           description="embedded single-label long-tailed digits (offline)")
 def build_digits_lt(name, data_root=None, image_size=None):
     opts = name.options

@@ -110,21 +110,32 @@ def arrival_order(num_classes: int, order: str, published: str, seed: int) -> to
 
 
 class Split(NamedTuple):
-    """One split of a multi-label dataset: image paths and its (image row, class id) pairs."""
+    """One split of a multi-label dataset: image paths, its (image row, class id) pairs, and
+    which pairs count for membership only (``member_only``, e.g. COCO crowd annotations;
+    None: none do)."""
 
     paths: list
     rows: Sequence[int]
     classes: Sequence[int]
+    member_only: Optional[Sequence[bool]] = None
 
 
-def labelled_pool(split: Split, order: torch.Tensor) -> tuple[FilePool, torch.Tensor]:
-    """The pool of the split's images showing at least one class, and their multi-hot
-    labels (N, C) with columns in arrival ``order``."""
+def labelled_pool(split: Split, order: torch.Tensor
+                  ) -> tuple[FilePool, torch.Tensor, torch.Tensor]:
+    """The pool of the split's images showing at least one class, their multi-hot labels
+    (N, C) with columns in arrival ``order``, and the classes each shows for membership
+    (labels plus membership-only pairs)."""
+    rows = torch.as_tensor(split.rows, dtype=torch.long)
+    cols = positions(order)[torch.as_tensor(split.classes, dtype=torch.long)]
+    only = torch.zeros(len(rows), dtype=torch.bool) if split.member_only is None else \
+        torch.as_tensor(split.member_only, dtype=torch.bool)
     labels = torch.zeros(len(split.paths), len(order))
-    labels[torch.as_tensor(split.rows, dtype=torch.long),
-           positions(order)[torch.as_tensor(split.classes, dtype=torch.long)]] = 1.0
-    kept = torch.nonzero(labels.any(1)).flatten()
-    return FilePool(np.asarray(split.paths, dtype=str)[kept.numpy()]), labels[kept]
+    labels[rows[~only], cols[~only]] = 1.0
+    members = torch.zeros(len(split.paths), len(order), dtype=torch.bool)
+    members[rows, cols] = True
+    kept = torch.nonzero(members.any(1)).flatten()
+    paths = np.asarray(split.paths, dtype=str)[kept.numpy()]
+    return FilePool(paths), labels[kept], members[kept]
 
 
 def multilabel_stream(name, class_names: list[str], published: str, train: Split, test: Split,
@@ -132,16 +143,16 @@ def multilabel_stream(name, class_names: list[str], published: str, train: Split
     """A multi-label stream from the train and test splits of an image-file dataset.
 
     The class order is option ``order`` (``published`` or ``shuffled`` with ``data_seed``);
-    images with no label are dropped.
+    images showing no class are dropped.
     """
     opts = name.options
     order = arrival_order(len(class_names), opts["order"], published, opts["data_seed"])
     sessions = session_splits(len(class_names), name.base, name.inc)
-    train_pool, y_train = labelled_pool(train, order)
-    test_pool, y_test = labelled_pool(test, order)
+    train_pool, y_train, m_train = labelled_pool(train, order)
+    test_pool, y_test, m_test = labelled_pool(test, order)
     cfg = recipe(base_recipe, image_size)
     tf = image_transforms(cfg["image_size"])
     info = StreamInfo(str(name), "multi", [class_names[c] for c in order], order.tolist(),
                       sessions, y_train.sum(0).long().tolist(), cfg)
-    return StreamData(info, multilabel_sets(train_pool, y_train, sessions, tf, True),
-                      multilabel_sets(test_pool, y_test, sessions, tf, False), y_train)
+    return StreamData(info, multilabel_sets(train_pool, y_train, sessions, tf, True, m_train),
+                      multilabel_sets(test_pool, y_test, sessions, tf, False, m_test), y_train)

@@ -64,6 +64,11 @@ def _presence(n: int, probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor
           protocols=["B0-C5", "B10-C5"],
           options={"classes": 20, "size": 64, "train": 2000, "test": 500, "data_seed": 0,
                    "ratio": 10.0},
+          limits={"classes": (2, 1000), "size": (8, 4096), "train": (1, None),
+                  "test": (1, None), "ratio": (1, 1000)},
+          recipe=RECIPE, embedded=True,
+          pool_bytes=lambda o: 2 * NOISE_FIELDS * 3 * o["size"] ** 2 * 4
+          + (o["train"] + o["test"]) * o["classes"] * 8,
           description="generated long-tailed multi-label images for scale tests (offline)")
 def build_synthetic(name, data_root=None, image_size=None):
     opts = name.options

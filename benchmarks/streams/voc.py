@@ -26,6 +26,7 @@ LAYOUT = ("<data_root>/VOC2007/{Annotations/*.xml, JPEGImages/*.jpg, "
           "ImageSets/Main/trainval.txt, ImageSets/Main/test.txt} (<data_root> may also be "
           "the VOC2007 folder itself or a folder holding VOCdevkit/VOC2007)")
 ORDERS = ("standard", "shuffled")
+RECIPE = dict(MLCIL_RECIPE, memory=2)
 
 
 def _objects(xml_path: Path) -> list[int]:
@@ -55,9 +56,10 @@ def check_voc(name, data_root):
 
 @register("voc", label_mode="multi", num_classes=len(CLASSES),
           protocols=["B0-C4", "B4-C2", "B10-C2"],
-          options={"order": "standard", "data_seed": 0}, check=check_voc,
+          options={"order": "standard", "data_seed": 0}, check=check_voc, recipe=RECIPE,
+          published_pretrained=True,
           description="PASCAL VOC 2007 multi-label (trainval / test), XML annotations")
 def build_voc(name, data_root=None, image_size=None):
     voc = _locate(data_root)
     return multilabel_stream(name, CLASSES, ORDERS[0], _split(voc, "trainval"),
-                             _split(voc, "test"), dict(MLCIL_RECIPE, memory=2), image_size)
+                             _split(voc, "test"), RECIPE, image_size)

@@ -1,0 +1,126 @@
+"""The report's figures, one set per stream, for any number of methods (up to ~10 stay
+readable: distinct colours and markers, legends beside the axes so they hide no data).
+
+- ``<stream>_sessions.png``: the headline metric after each session (mean over seeds, band:
+  95% Student-t interval over seeds);
+- ``<stream>_last.png``: last-session headline, and its old- / new-class split;
+- ``<stream>_groups.png``: last-session headline by training frequency (head / medium /
+  tail thirds of the classes);
+- ``<stream>_per_class.png``: each class's final AP or accuracy against its training
+  count (log scale), mean over seeds: the imbalance effect at a glance.
+
+Error bars are 95% Student-t intervals over seeds (none with a single seed).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmarks.stats import ci95  # noqa: E402
+
+MARKERS = "osD^vP*Xhp"
+UNITS = {"mAP": "mAP (%)", "acc": "accuracy (%)"}
+
+
+def slug(stream: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", stream).strip("_")
+
+
+def plot_stream(stream: str, metric: str, rows: pd.DataFrame, table: pd.DataFrame,
+                per_class: pd.DataFrame, folder: Path) -> list[Path]:
+    """Every figure of one stream: ``rows`` its leaderboard rows, ``table`` its per-session
+    metrics, ``per_class`` its final per-class values with training counts."""
+    labels = [_label(row) for _, row in rows.iterrows()]
+    name = slug(stream)
+    paths = [folder / f"{name}_{kind}.png" for kind in ("sessions", "last", "groups",
+                                                         "per_class")]
+    _sessions(table, rows, labels, metric, paths[0], stream)
+    _bars(rows, labels, [f"last_{metric}", f"last_old_{metric}", f"last_new_{metric}"],
+          ["all seen classes", "old classes", "new classes"], metric, paths[1],
+          f"{stream}: after the last session")
+    _bars(rows, labels, [f"last_{g}_{metric}" for g in ("head", "medium", "tail")],
+          ["head (most images)", "medium", "tail (fewest)"], metric, paths[2],
+          f"{stream}: last session by training frequency")
+    _per_class(per_class, rows, labels, metric, paths[3], stream)
+    return paths
+
+
+def _style(i: int) -> dict:
+    return {"color": plt.get_cmap("tab10")(i % 10), "marker": MARKERS[i % len(MARKERS)]}
+
+
+def _legend(ax, n: int) -> None:
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              ncol=1 if n <= 12 else 2, frameon=False)
+
+
+def _match(table: pd.DataFrame, row) -> pd.DataFrame:
+    same = (table["method"] == row["method"]) & (table["config"] == row["config"])
+    threads = table["threads"].isna() if pd.isna(row["threads"]) else \
+        table["threads"] == row["threads"]
+    return table[same & threads]
+
+
+def _sessions(table, rows, labels, metric, path, stream) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for i, ((_, row), label) in enumerate(zip(rows.iterrows(), labels)):
+        curve = _match(table, row).groupby("n_seen")[metric].agg(["mean", ci95])
+        ax.plot(curve.index, curve["mean"], label=label, **_style(i))
+        ax.fill_between(curve.index, curve["mean"] - curve["ci95"].fillna(0),
+                        curve["mean"] + curve["ci95"].fillna(0), alpha=0.15,
+                        color=_style(i)["color"])
+    ax.set_xticks(sorted(table["n_seen"].dropna().unique()))
+    ax.set(xlabel="classes seen", ylabel=UNITS[metric],
+           title=f"{stream}: {metric} after each session (band: 95% CI over seeds)")
+    ax.grid(alpha=0.3)
+    _legend(ax, len(labels))
+    _save(fig, path)
+
+
+def _bars(rows, labels, columns, names, metric, path, title) -> None:
+    n = max(1, len(rows))
+    fig, ax = plt.subplots(figsize=(4 + 0.5 * len(columns) * n ** 0.8, 4))
+    width = 0.8 / n
+    for i, ((_, row), label) in enumerate(zip(rows.iterrows(), labels)):
+        xs = [j + (i - (n - 1) / 2) * width for j in range(len(columns))]
+        errors = [row.get(f"{c}_ci95", np.nan) for c in columns]
+        ax.bar(xs, [row.get(f"{c}_mean", np.nan) for c in columns], width,
+               yerr=[0 if pd.isna(e) else e for e in errors], capsize=2, label=label,
+               color=_style(i)["color"])
+    ax.set_xticks(range(len(columns)), names)
+    ax.set(ylabel=UNITS[metric], title=title + " (bars: 95% CI over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    _legend(ax, n)
+    _save(fig, path)
+
+
+def _per_class(per_class, rows, labels, metric, path, stream) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for i, ((_, row), label) in enumerate(zip(rows.iterrows(), labels)):
+        points = _match(per_class, row).groupby(["class", "count"])["value"].mean().reset_index()
+        ax.plot(points["count"], points["value"], linestyle="none", alpha=0.8, label=label,
+                **_style(i))
+    ax.set_xscale("log")
+    ax.set(xlabel="training images of the class (log scale)",
+           ylabel=f"final {UNITS[metric]}",
+           title=f"{stream}: each class after the last session (mean over seeds)")
+    ax.grid(alpha=0.3)
+    _legend(ax, len(labels))
+    _save(fig, path)
+
+
+def _label(row) -> str:
+    return row["method"] + (f" ({row['config']})" if row["config"] else "")
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
