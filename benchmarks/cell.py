@@ -124,7 +124,8 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
             "session": strategy.session, "n_seen": strategy.n_seen,
             "memory": memory_held(strategy),
             "train_time_s": trained - start, "eval_time_s": time.perf_counter() - trained,
-            "train_loss": strategy.epoch_losses, "metrics": metrics, "per_class": per_class})
+            "train_loss": strategy.epoch_losses, "notes": strategy.notes, "metrics": metrics,
+            "per_class": per_class})
         bar.update()
     bar.close()
     logits, targets, index = collector.scores

@@ -403,10 +403,12 @@ def listing() -> str:
         if method.defaults:
             lines.append("      defaults: " + ", ".join(f"{k}={v!r}"
                                                         for k, v in method.defaults.items()))
-    lines.append("streams (dataset:B<base>-C<inc>[?option=value&...]):")
+    lines.append("streams (dataset:B<base>-C<inc>[?option=value&...]; dataset:B<all classes> is "
+                 "one session):")
     for name, dataset in sorted(streams.datasets().items()):
+        offline = f"B{dataset.num_classes(dataset.options)} (one session)"
         lines.append(f"  {name}  [{dataset.label_mode}-label]  {dataset.description}")
-        lines.append(f"      protocols: {', '.join(dataset.protocols)}; options: "
+        lines.append(f"      protocols: {', '.join([*dataset.protocols, offline])}; options: "
                      + ", ".join(f"{k}={v!r}" for k, v in dataset.options.items()))
     return "\n".join(lines)
 

@@ -17,6 +17,8 @@ as state that plugins read inside Avalanche's usual hooks:
   samples of other classes); ``info.class_counts``, the stream's original counts.
 - ``negatives``: which unlabelled entries a multi-label loss supervises as negatives
   (``labelled``, ``seen`` or ``session``; see losses.py), for every method alike.
+- ``notes``: a dict, emptied at every session start, where plugins write what the session's
+  record should keep (e.g. PSD's partitions); the cell stores it with the session's metrics.
 - Hooks: ``after_forward`` may rewrite ``mbatch[1]`` / ``mbatch[2]`` (targets and mask)
   before the loss; ``before_backward`` may add to ``strategy.loss``; ``after_backward`` may
   rewrite gradients (e.g. ``model.head.weight.grad`` rows) before the optimizer step.
@@ -120,6 +122,7 @@ class CILTemplate(SupervisedTemplate):
         self.class_counts: Optional[torch.Tensor] = None
         self.class_negatives: Optional[torch.Tensor] = None
         self.epoch_losses: list[float] = []
+        self.notes: dict = {}
         self._prev_output = None
         self._loss_sum = None
 
@@ -188,6 +191,7 @@ class CILTemplate(SupervisedTemplate):
         self.n_seen = self.info.seen_after(self.session)
         self.n_old = self.info.sessions[self.session][0]
         self.epoch_losses = []
+        self.notes = {}
         needs_prev = any(getattr(p, "needs_previous_model", False) for p in self.plugins)
         self.prev_model = None
         torch.manual_seed(session_seed(self.seed, self.session))

@@ -1,9 +1,10 @@
 """Shared pieces of every stream: names, the StreamInfo contract, and session building.
 
 A stream is named ``dataset:B{base}-C{inc}`` with optional ``?key=value&...`` options
-(e.g. ``digits:B0-C2?data_seed=1``). Classes are re-indexed in arrival order, so column
-``j`` of every target is the ``j``-th class to arrive and the classes seen after a session
-are always a prefix ``0..n_seen-1``.
+(e.g. ``digits:B0-C2?data_seed=1``); ``dataset:B{n}`` (n the number of classes) is the
+offline protocol, one session with every class. Classes are re-indexed in arrival order, so
+column ``j`` of every target is the ``j``-th class to arrive and the classes seen after a
+session are always a prefix ``0..n_seen-1``.
 
 Multi-label sessions follow the MLCIL protocol of KRT (Dong et al., ICCV 2023) and RebLL
 (arXiv:2408.12161): training session ``t`` holds every image that shows a class of session
@@ -30,12 +31,13 @@ class StreamError(ValueError):
     """A stream request a user can fix: unknown name, bad protocol, missing data."""
 
 
-_PROTOCOL = re.compile(r"^B(\d+)-C(\d+)$")
+_PROTOCOL = re.compile(r"^B(\d+)(?:-C(\d+))?$")
 
 
 @dataclass(frozen=True)
 class StreamName:
-    """A parsed stream name: dataset, protocol (base, increment) and options."""
+    """A parsed stream name: dataset, protocol (base, increment) and options; ``inc`` 0 is
+    the offline protocol ``B{base}``, one session with all classes."""
 
     dataset: str
     base: int
@@ -44,7 +46,7 @@ class StreamName:
 
     @property
     def protocol(self) -> str:
-        return f"B{self.base}-C{self.inc}"
+        return f"B{self.base}-C{self.inc}" if self.inc else f"B{self.base}"
 
     def __str__(self) -> str:
         opts = "&".join(f"{k}={v}" for k, v in sorted(self.options.items()))
@@ -52,14 +54,15 @@ class StreamName:
 
 
 def parse_name(name: str) -> StreamName:
-    """Parse ``dataset:B{base}-C{inc}[?k=v&...]``; a bare ``dataset`` is an error."""
+    """Parse ``dataset:B{base}-C{inc}[?k=v&...]`` or ``dataset:B{n}[?k=v&...]``; a bare
+    ``dataset`` is an error."""
     head, _, query = name.partition("?")
     dataset, _, protocol = head.partition(":")
     match = _PROTOCOL.match(protocol)
     if not dataset or not match:
         raise StreamError(
-            f"bad stream name {name!r}: expected dataset:B<base>-C<inc>[?key=value], "
-            "e.g. digits:B0-C2 or coco:B40-C10"
+            f"bad stream name {name!r}: expected dataset:B<base>-C<inc>[?key=value] or "
+            "dataset:B<all classes>, e.g. digits:B0-C2, coco:B40-C10 or voc:B20"
         )
     options = {}
     for pair in filter(None, query.split("&")):
@@ -67,14 +70,20 @@ def parse_name(name: str) -> StreamName:
         if not sep or not key:
             raise StreamError(f"bad stream option {pair!r} in {name!r}: expected key=value")
         options[key] = value
-    base, inc = int(match.group(1)), int(match.group(2))
-    if inc <= 0:
+    base, inc = int(match.group(1)), int(match.group(2) or 0)
+    if match.group(2) and inc <= 0:
         raise StreamError(f"bad protocol {protocol!r} in {name!r}: the increment must be >= 1")
     return StreamName(dataset, base, inc, options)
 
 
 def session_splits(num_classes: int, base: int, inc: int) -> list[list[int]]:
-    """Class indices (arrival order) of each session for protocol B{base}-C{inc}."""
+    """Class indices (arrival order) of each session for protocol B{base}-C{inc}; ``inc`` 0
+    (protocol B{base}) is one session that must hold all classes."""
+    if not inc:
+        if base != num_classes:
+            raise StreamError(f"protocol B{base} is one session with all classes: "
+                              f"need B{num_classes}")
+        return [list(range(num_classes))]
     first = base or inc
     if first > num_classes or (num_classes - first) % inc:
         raise StreamError(

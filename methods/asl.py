@@ -1,0 +1,26 @@
+"""The asymmetric loss (ASL; Ridnik et al., ICCV 2021) as a method: the template trained by
+ASL (strategies/losses.py) instead of binary cross-entropy, with the recipe's replay memory.
+
+It is the baseline of parallel self-distillation (``psd``): the same model trained by ASL
+alone for the same epochs. On the one-session protocol (``digits:B10``, ``coco:B80``) the
+memory has nothing to replay and this is plain ASL training, the comparison PSD's claim is
+about; incrementally it is replay trained by ASL, which is ``psd`` without its teachers and
+its LwF term (``--memory 0`` drops the memory from both).
+"""
+from functools import partial
+
+from strategies.losses import NEGATIVES, asymmetric_loss
+
+from ._registry import register
+
+ASL_DEFAULTS = {"gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05, "negatives": "labelled"}
+
+
+@register("asl", label_modes={"multi"}, paper="arXiv:2009.14119", defaults=ASL_DEFAULTS,
+          choices={"negatives": NEGATIVES})
+def build(ctx):
+    """The asymmetric loss with the recipe's replay memory (plain ASL on one session)."""
+    h = ctx.hparams
+    loss = partial(asymmetric_loss, gamma_neg=h["gamma_neg"], gamma_pos=h["gamma_pos"],
+                   clip=h["clip"])
+    return ctx.template(criterion=loss, plugins=[ctx.memory()], negatives=h["negatives"])

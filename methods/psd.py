@@ -1,0 +1,34 @@
+"""Parallel self-distillation (PSD; Xu et al., IJCAI 2022, arXiv:2205.10986): teachers on the
+co-occurrence and dis-occurrence partitions of the label graph, distilled into the model;
+see strategies/psd.py for the equations and the choices made.
+
+Class-incremental adaptation (ours): in every session the partitioned classes are the seen
+classes with labelled positives in the session's data, which holds the recipe's replay
+memory (so the session's classes, plus old classes where the memory carries their labels);
+the teachers train on the session's data plus memory, and the student's loss adds LwF's
+distillation on old classes (``lwf_alpha``, strategies/distillation.py) to PSD's. A session
+with fewer than 2 partitioned classes trains by plain ASL (said in its record's ``notes``).
+On the one-session protocol (``digits:B10``) this is PSD as published.
+"""
+from strategies.distillation import LwFPlugin
+from strategies.losses import NEGATIVES
+from strategies.psd import ParallelSelfDistillation
+
+from ._context import make_optimizer
+from ._registry import register
+from .asl import ASL_DEFAULTS
+
+
+@register("psd", label_modes={"multi"}, paper="arXiv:2205.10986",
+          defaults={"clusters": 5, "alpha": 0.5, "teacher_epochs": None, "lwf_alpha": 1.0,
+                    **ASL_DEFAULTS},
+          choices={"negatives": NEGATIVES})
+def build(ctx):
+    """PSD: 2K teachers on CGP/DGP label-graph partitions distilled into the model."""
+    h = ctx.hparams
+    psd = ParallelSelfDistillation(
+        lambda teachers: make_optimizer(teachers, ctx.train), clusters=h["clusters"],
+        alpha=h["alpha"], teacher_epochs=h["teacher_epochs"] or ctx.train["epochs"],
+        gamma_neg=h["gamma_neg"], gamma_pos=h["gamma_pos"], clip=h["clip"])
+    return ctx.template(criterion=psd.loss, negatives=h["negatives"],
+                        plugins=[psd, ctx.memory(), LwFPlugin(h["lwf_alpha"])])
