@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 import methods
-from benchmarks import models, streams
+from benchmarks import diagnostics, models, streams
 from benchmarks.metrics import ScoreCollector, summarize
 from benchmarks.runner.spec import RunSpec, new_record
 
@@ -69,7 +69,8 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
         methods.load_plugin(path)
     method = methods.get(spec.method)
     hparams = methods.resolve_hparams(spec.method, spec.hparams)
-    benchmark, info = streams.build(spec.stream, spec.data_root, spec.train.get("image_size"))
+    built = streams.build(spec.stream, spec.data_root, spec.train.get("image_size"))
+    benchmark, info = built
     methods.check_label_mode(spec.method, info.label_mode)
     train = resolve_train(info.recipe, spec.train)
     device = resolve_device(train["device"])
@@ -88,15 +89,19 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
         start = time.perf_counter()
         strategy.train(train_exp)
         trained = time.perf_counter()
+        memory_labels = diagnostics.memory_label_rates(strategy, built.train_labels)
+        measured = time.perf_counter()
         strategy.eval([test_exp])
         metrics = dict(collector.last)
         per_class = metrics.pop("per_class")
         record["sessions"].append({
             "session": strategy.session, "n_seen": strategy.n_seen,
-            "train_time_s": trained - start, "eval_time_s": time.perf_counter() - trained,
-            "train_loss": strategy.epoch_losses, "metrics": metrics, "per_class": per_class})
+            "train_time_s": trained - start, "eval_time_s": time.perf_counter() - measured,
+            "train_loss": strategy.epoch_losses, "metrics": metrics, "per_class": per_class,
+            "memory_labels": memory_labels})
     record["summary"] = summarize([dict(s["metrics"], per_class=s["per_class"])
                                    for s in record["sessions"]], info.label_mode)
+    record["summary"].update(diagnostics.last_memory_rates(record["sessions"]))
 
 
 def run_cell(spec: RunSpec, progress: bool = False) -> dict:

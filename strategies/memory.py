@@ -105,6 +105,22 @@ class LabelMemory(ExemplarsBuffer):
                 merged = merged.concat(s)
             self.buffer = dedupe(merged)
 
+    def relabel(self, index: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor):
+        """Give the stored rows of the images ``index`` (distinct pool indices) the labels
+        ``targets`` and ``mask``, in the buffer and in every class's list (for methods that
+        restore missing labels, e.g. RebLL's relabeling)."""
+        order = index.argsort()
+        index, targets, mask = index[order], targets[order], mask[order]
+
+        def relabelled(rows):
+            pos = torch.searchsorted(index, rows.index).clamp(max=len(index) - 1)
+            hit = (index[pos] == rows.index)[:, None]
+            return rows.with_rows(rows.index, torch.where(hit, targets[pos], rows.targets),
+                                  torch.where(hit, mask[pos], rows.mask), rows.session)
+
+        self.per_class = {c: relabelled(rows) for c, rows in self.per_class.items()}
+        self.buffer = relabelled(self.buffer)
+
     @torch.no_grad()
     def _features(self, strategy, data) -> torch.Tensor:
         model = strategy.model
@@ -118,14 +134,20 @@ class LabelMemory(ExemplarsBuffer):
 
 
 class MemoryPlugin(SupervisedPlugin):
-    """Adds the memory to every session's training data and updates it afterwards."""
+    """Adds the memory to every session's training data and updates it afterwards.
+
+    ``trained_memory``: the memory rows that joined the last session's training data, with
+    their stored labels (None before any), for the memory-label diagnostics.
+    """
 
     def __init__(self, memory: LabelMemory):
         super().__init__()
         self.memory = memory
+        self.trained_memory = None
 
     def after_train_dataset_adaptation(self, strategy, **kwargs):
-        if len(self.memory.buffer):
+        self.trained_memory = self.memory.buffer if len(self.memory.buffer) else None
+        if self.trained_memory is not None:
             strategy.adapted_dataset = strategy.adapted_dataset.concat(self.memory.buffer)
 
     def after_training_exp(self, strategy, **kwargs):
