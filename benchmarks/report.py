@@ -7,6 +7,9 @@
   ``code_versions`` (distinct code versions among its records) and ``stale`` (some record
   comes from code other than the current checkout's); sorted by the headline metric (avg_mAP
   or avg_acc) within each stream. ``config`` names the overrides of the row's cells.
+  Methods with a memory also get ``last_mem_FPR`` / ``last_mem_FNR``, the false-positive
+  and false-negative rates (%) of the memory's labels in the last session against the
+  true labels (summary metrics written by benchmarks/diagnostics.py).
 - ``leaderboard.md``: the same, "mean ± std", one table per stream.
 - ``per_seed.csv``: every cell's status and summary metrics.
 - ``plots/<stream>_sessions.png`` (headline metric after each session, mean line and std band
