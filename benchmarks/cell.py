@@ -20,16 +20,14 @@ import numpy as np
 import torch
 
 import methods
-from benchmarks import models, streams
+from benchmarks import diagnostics, models, streams
 from benchmarks.metrics import ScoreCollector, per_class_on_subsets, summarize
 from benchmarks.progress import Progress
 from benchmarks.runner.spec import RunSpec, new_record
-from strategies.memory import MemoryPlugin
-from strategies.template import label_counts
 
 # Recipe keys every stream may leave out.
 TRAIN_DEFAULTS = {"device": "auto", "pretrained": None, "eval_batch_size": 256, "amp": "off",
-                  "channels_last": False, "reset_optimizer": True}
+                  "channels_last": False, "reset_optimizer": True, "memory_labels": "own"}
 
 
 def resolve_train(recipe: dict, overrides: dict) -> dict:
@@ -62,19 +60,6 @@ def build_model(benchmark, info, train: dict, seed: int) -> torch.nn.Module:
     return models.build(train["backbone"], info.num_classes, in_channels, train["pretrained"])
 
 
-def memory_held(strategy) -> Optional[dict]:
-    """What the strategy's replay memory holds after a session: samples, and labelled
-    positives per seen class (None without a memory)."""
-    for plugin in strategy.plugins:
-        if isinstance(plugin, MemoryPlugin):
-            buffer = plugin.memory.buffer
-            if not len(buffer):
-                return {"size": 0, "per_class": [0] * strategy.n_seen}
-            counts, _ = label_counts(buffer, strategy.info.num_classes, strategy.info.label_mode)
-            return {"size": len(buffer), "per_class": counts[:strategy.n_seen].long().tolist()}
-    return None
-
-
 def weights_of(path: Optional[str]) -> Optional[dict]:
     """The pretrained weights a cell starts from: file and content hash (None: from scratch)."""
     if not path:
@@ -95,7 +80,8 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
         methods.load_plugin(path)
     method = methods.get(spec.method)
     hparams = methods.resolve_hparams(spec.method, spec.hparams)
-    benchmark, info = streams.build(spec.stream, spec.data_root, spec.train.get("image_size"))
+    built = streams.build(spec.stream, spec.data_root, spec.train.get("image_size"))
+    benchmark, info = built
     methods.check_label_mode(spec.method, info.label_mode)
     train = resolve_train(info.recipe, spec.train)
     device = resolve_device(train["device"])
@@ -116,14 +102,16 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
         start = time.perf_counter()
         strategy.train(train_exp)
         trained = time.perf_counter()
+        memory_labels = diagnostics.memory_label_rates(strategy, built.train_labels)
+        measured = time.perf_counter()
         strategy.eval([test_exp])
         metrics = dict(collector.last)
         per_class = metrics.pop("per_class")
         test_sets.append((collector.scores[2], strategy.n_seen))
         record["sessions"].append({
             "session": strategy.session, "n_seen": strategy.n_seen,
-            "memory": memory_held(strategy),
-            "train_time_s": trained - start, "eval_time_s": time.perf_counter() - trained,
+            "memory": diagnostics.memory_held(strategy), "memory_labels": memory_labels,
+            "train_time_s": trained - start, "eval_time_s": time.perf_counter() - measured,
             "train_loss": strategy.epoch_losses, "notes": strategy.notes, "metrics": metrics,
             "per_class": per_class})
         bar.update()
@@ -134,6 +122,7 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     record["summary"] = summarize([dict(s["metrics"], per_class=s["per_class"])
                                    for s in record["sessions"]], info.label_mode,
                                   final_on_earlier)
+    record["summary"].update(diagnostics.last_memory_rates(record["sessions"]))
 
 
 def run_cell(spec: RunSpec, progress: bool = False) -> dict:

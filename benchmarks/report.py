@@ -11,6 +11,9 @@
   metric (avg_mAP or avg_acc) within each stream. ``config`` names the overrides of the
   row's cells; ``threads`` is the torch thread count the cells ran with, which changes
   numbers on a CPU, so cells of different thread counts are never averaged together.
+  Methods with a memory also get ``last_mem_FPR`` / ``last_mem_FNR``, the false-positive
+  and false-negative rates (%) of the memory's labels in the last session against the
+  true labels (summary metrics written by benchmarks/diagnostics.py).
 - ``paired.csv``: for each other row, the per-seed difference to the baseline method
   (``--baseline``, default ``replay`` when the folder has it) on the same stream, training
   config and threads, over the seeds both have: ``diff_mean``, ``diff_ci95`` (Student t

@@ -37,7 +37,7 @@ DEFAULT_SEEDS = "0,1,2"
 RAY_TIMEOUT, RAY_RETRIES = 30.0, 3
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device", "backbone", "pretrained",
-               "image_size", "amp", "channels_last")
+               "image_size", "amp", "channels_last", "memory_labels")
 
 # Config keys that are on/off switches on the command line.
 SWITCHES = ("channels_last",)
@@ -94,6 +94,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_at_least(float, 0.0), help="learning rate")
     p.add_argument("--memory", type=_at_least(int, 0),
                    help="replay memory budget (per class or in total, as the recipe says)")
+    p.add_argument("--memory-labels", choices=["own", "forward"],
+                   help="labels of replayed exemplars: their own session's (default), or also "
+                        "the ground truth of classes learned after them (KRT's code)")
     p.add_argument("--backbone", help="smallcnn, resnet32, resnet18 or resnet50 "
                                       "(default: the stream's recipe)")
     p.add_argument("--pretrained", metavar="PATH",

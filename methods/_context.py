@@ -58,8 +58,10 @@ class MethodContext:
                    reset_optimizer=self.train["reset_optimizer"], **kwargs)
 
     def memory(self) -> MemoryPlugin:
-        """The replay memory the recipe asks for (size, per_class|total, herding|random)."""
+        """The replay memory the recipe asks for (size, per_class|total, herding|random,
+        own|forward labels)."""
         return MemoryPlugin(LabelMemory(self.train["memory"], self.train["memory_mode"],
                                         self.train["selection"], self.train["eval_batch_size"],
                                         self.train["num_workers"],
-                                        torch.Generator().manual_seed(self.seed)))
+                                        torch.Generator().manual_seed(self.seed)),
+                            self.train["memory_labels"])

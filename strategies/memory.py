@@ -14,7 +14,12 @@ are not, and walks the dataset in Python. Here selection is vectorised over labe
   as the sample had them (partial), so methods may relabel them online.
 
 :class:`MemoryPlugin` adds the buffer to each session's training data (as in KRT and RebLL,
-the memory joins the training set) and updates it after the session.
+the memory joins the training set) and updates it after the session. Its ``labels`` option:
+``own`` (default; the strict task-level protocol RebLL's problem statement assumes) keeps
+each exemplar's own session's labels; ``forward`` (the reference KRT code) gives exemplars
+the ground truth of the classes learned after them, session by session: in session t an
+exemplar gets its labels of t's classes from t's training set, which holds every image
+showing one of them (an image absent from it shows none: all 0, labelled).
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer
 
 from .loader import batch_loader
+
+MEMORY_LABELS = ("own", "forward")
 
 
 def herding_order(features: torch.Tensor, k: int) -> torch.Tensor:
@@ -104,6 +111,22 @@ class LabelMemory(ExemplarsBuffer):
                 merged = merged.concat(s)
             self.buffer = dedupe(merged)
 
+    def relabel(self, index: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor):
+        """Give the stored rows of the images ``index`` (distinct pool indices) the labels
+        ``targets`` and ``mask``, in the buffer and in every class's list (for methods that
+        restore missing labels, e.g. RebLL's relabeling)."""
+        order = index.argsort()
+        index, targets, mask = index[order], targets[order], mask[order]
+
+        def relabelled(rows):
+            pos = torch.searchsorted(index, rows.index).clamp(max=len(index) - 1)
+            hit = (index[pos] == rows.index)[:, None]
+            return rows.with_rows(rows.index, torch.where(hit, targets[pos], rows.targets),
+                                  torch.where(hit, mask[pos], rows.mask), rows.session)
+
+        self.per_class = {c: relabelled(rows) for c, rows in self.per_class.items()}
+        self.buffer = relabelled(self.buffer)
+
     @torch.no_grad()
     def _features(self, strategy, data) -> torch.Tensor:
         model = strategy.model
@@ -117,15 +140,41 @@ class LabelMemory(ExemplarsBuffer):
 
 
 class MemoryPlugin(SupervisedPlugin):
-    """Adds the memory to every session's training data and updates it afterwards."""
+    """Adds the memory to every session's training data and updates it afterwards.
 
-    def __init__(self, memory: LabelMemory):
+    ``trained_memory``: the memory rows that joined the last session's training data, with
+    their stored labels (None before any), for the memory-label diagnostics.
+    """
+
+    def __init__(self, memory: LabelMemory, labels: str = "own"):
         super().__init__()
+        if labels not in MEMORY_LABELS:
+            raise ValueError(f"memory labels {labels!r}: expected {'|'.join(MEMORY_LABELS)}")
         self.memory = memory
+        self.labels = labels
+        self.trained_memory = None
 
     def after_train_dataset_adaptation(self, strategy, **kwargs):
-        if len(self.memory.buffer):
+        if self.labels == "forward" and len(self.memory.buffer) \
+                and strategy.info.label_mode == "multi":
+            self._label_forward(strategy)
+        self.trained_memory = self.memory.buffer if len(self.memory.buffer) else None
+        if self.trained_memory is not None:
             strategy.adapted_dataset = strategy.adapted_dataset.concat(self.memory.buffer)
 
     def after_training_exp(self, strategy, **kwargs):
         self.memory.post_adapt(strategy, strategy.experience)
+
+    def _label_forward(self, strategy):
+        """The current session's label block of every exemplar, from the session's data."""
+        buffer, current = self.memory.buffer, strategy.adapted_dataset
+        block = strategy.info.sessions[strategy.session]
+        order = current.index.argsort()
+        pos = torch.searchsorted(current.index[order], buffer.index).clamp(
+            max=len(current.index) - 1)
+        rows = order[pos]
+        hit = (current.index[rows] == buffer.index)[:, None]
+        targets, mask = buffer.targets.clone(), buffer.mask.clone()
+        targets[:, block] = torch.where(hit, current.targets[rows][:, block], 0.0)
+        mask[:, block] = True
+        self.memory.relabel(buffer.index, targets, mask)

@@ -5,7 +5,7 @@ import torch
 
 from benchmarks import streams
 from benchmarks.streams.base import LabelledSet, TensorPool
-from strategies.memory import LabelMemory, dedupe, herding_order
+from strategies.memory import LabelMemory, MemoryPlugin, dedupe, herding_order
 
 STREAM = "digits:B0-C2?train=400&test=100"
 
@@ -84,3 +84,28 @@ def test_herding_picks_the_samples_that_keep_the_mean_closest():
     # step 2: (f1 + f3)/2 = (.4975, -.45): .2025 beats (f1 + f2)/2 = (.995, 0): .2475
     assert order.tolist() == [1, 3]
     assert herding_order(feats, 10).sort().values.tolist() == [0, 1, 2, 3]
+
+
+def test_forward_labels_give_exemplars_the_truth_of_later_classes_and_own_keeps_them():
+    built = streams.build(STREAM)
+    benchmark, info = built
+    for labels in ("own", "forward"):
+        plugin = MemoryPlugin(LabelMemory(5, "per_class", "random"), labels)
+        fill(plugin.memory, benchmark, info, 1)  # exemplars of session 0
+        before = plugin.memory.buffer
+        for t in (1, 2):  # sessions 1 and 2 start: the plugin sees their data first
+            state = types.SimpleNamespace(info=info, session=t,
+                                          adapted_dataset=benchmark.train_stream[t].dataset)
+            plugin.after_train_dataset_adaptation(state)
+        after = plugin.memory.buffer
+        assert torch.equal(after.index, before.index)
+        seen = info.seen_after(2)
+        if labels == "own":
+            assert torch.equal(after.targets, before.targets)
+            assert torch.equal(after.mask, before.mask)
+        else:  # blocks 1 and 2 now hold the truth, labelled; block 0 as selected
+            truth = built.train_labels[after.index]
+            assert torch.equal(after.targets[:, :seen], truth[:, :seen])
+            assert after.mask[:, :seen].all() and not after.mask[:, seen:].any()
+            assert (truth[:, 2:seen] == 1).any() and (truth[:, 2:seen] == 0).any()
+            assert torch.equal(plugin.trained_memory.targets, after.targets)

@@ -210,7 +210,7 @@ def test_asl_method_trains_by_the_asymmetric_loss_with_its_hyperparameters(cell)
     train = dict(epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=50,
                  eval_batch_size=50, milestones=[], num_workers=0, memory=0,
                  memory_mode="per_class", selection="random", amp="off",
-                 channels_last=False, reset_optimizer=True)
+                 channels_last=False, reset_optimizer=True, memory_labels="own")
     ctx = methods.MethodContext(models.build("smallcnn", 10, 1), info, hparams, train,
                                 benchmark, torch.device("cpu"))
     strategy = methods.get("asl").build(ctx)
