@@ -58,7 +58,7 @@ def test_a_grid_writes_records_leaderboard_and_plots(grid_run):
     assert len(pd.read_csv(grid_run / "per_seed.csv")) == 4
     assert "| replay | epochs=1 | 2 |" in (grid_run / "leaderboard.md").read_text()
     assert sorted(p.name.rsplit("_", 1)[1] for p in (grid_run / "plots").iterdir()) == [
-        "groups.png", "last.png", "sessions.png"]
+        "class.png", "groups.png", "last.png", "sessions.png"]
 
 
 def test_a_second_run_does_no_work(grid_run, capsys):
@@ -93,7 +93,8 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, capsys):
     assert main(argv) == 1
     out, err = capsys.readouterr()
     assert out.split() == [str(tmp_path / name) for name in
-                           ("leaderboard.csv", "leaderboard.md", "per_seed.csv", "plots")]
+                           ("leaderboard.csv", "leaderboard.md", "paired.csv", "per_seed.csv",
+                            "plots")]
     assert err.splitlines()[0].startswith(f"1 of 2 cells failed (tracebacks in {tmp_path}")
     assert "explode on digits" in err and "RuntimeError: explode cannot be built" in err
     status = {r["spec"]["method"]: r["status"] for r in Store(tmp_path).load_all().values()}
