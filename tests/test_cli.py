@@ -184,7 +184,8 @@ def existing(tmp_path_factory):
 @pytest.mark.parametrize("argv, message", [
     (["--methods", "nosuch"], "unknown method 'nosuch'; known: "),
     (["--streams", "nosuch:B0-C2"], "unknown dataset 'nosuch' in stream 'nosuch:B0-C2'; known: "),
-    (["--streams", "digits:B3"], "bad stream name 'digits:B3': expected dataset:B<base>-C<inc>"),
+    (["--streams", "digits:X3"], "bad stream name 'digits:X3': expected dataset:B<base>-C<inc>"),
+    (["--streams", "digits:B3"], "protocol B3 is one session with all classes: need B10"),
     (["--streams", "digits:B0-C3"], "protocol B0-C3 does not divide 10 classes"),
     (["--streams", "digits:B0-C2?size=3"], "unknown option 'size' for dataset 'digits'"),
     (["--seeds", "0,one"], "seeds must be integers, e.g. --seeds 0,1,2; got 'one'"),

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from benchmarks import models, streams
+from benchmarks.cell import resolve_train
 from benchmarks.streams.base import LabelledSet, TensorPool
 from methods import MethodContext, resolve_hparams
 from methods.rebll import build
@@ -22,8 +23,7 @@ def rebll(**overrides):
     """The rebll strategy for ``overrides`` on a tiny stream (nothing trained)."""
     benchmark, info = streams.build(STREAM)
     model = models.build("smallcnn", info.num_classes, in_channels=1)
-    train = dict(info.recipe, device="cpu", eval_batch_size=64, amp="off",
-                 channels_last=False)
+    train = resolve_train(info.recipe, dict(device="cpu", eval_batch_size=64))
     return build(MethodContext(model, info, resolve_hparams("rebll", overrides), train,
                                benchmark, torch.device("cpu")))
 
