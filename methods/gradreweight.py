@@ -9,7 +9,8 @@ class-balanced reweighting of the classifier's gradient rows and distribution-aw
 The official code trains on 90% of each session's data and keeps the last epoch's model
 (its 10% hold-out only reports a validation loss): the stream option ``?valid=0.1`` gives the
 same hold-out here. ``negatives`` (multi-label): which unlabelled entries the balanced
-sigmoid supervises, as for ``replay``.
+sigmoid supervises, as for ``replay``. ``adjust``, ``reweight`` and ``kd`` switch the
+method's parts off for ablations (configs/gradreweight-ablation.yaml).
 """
 from strategies.gradreweight import GradientReweighting
 from strategies.losses import NEGATIVES
@@ -18,11 +19,13 @@ from ._registry import register
 
 
 @register("gradreweight", label_modes={"multi", "single"}, paper="arXiv:2402.18528",
-          defaults={"kd_weight": 0.7, "temperature": 2.0, "negatives": "labelled"},
-          choices={"negatives": NEGATIVES})
+          defaults={"kd_weight": 0.7, "temperature": 2.0, "negatives": "labelled",
+                    "adjust": True, "reweight": True, "kd": "dakd"},
+          choices={"negatives": NEGATIVES, "kd": ("dakd", "plain")})
 def build(ctx):
     """Gradient reweighting: class-balanced classifier gradients, distribution-aware KD."""
-    method = GradientReweighting(ctx.info.label_mode, ctx.hparams["kd_weight"],
-                                 ctx.hparams["temperature"])
+    h = ctx.hparams
+    method = GradientReweighting(ctx.info.label_mode, h["kd_weight"], h["temperature"],
+                                 h["adjust"], h["reweight"], h["kd"])
     return ctx.template(criterion=method, plugins=[method, ctx.memory()],
                         negatives=ctx.hparams["negatives"])

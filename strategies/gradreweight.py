@@ -27,6 +27,10 @@ Multi-label (our adaptation): the balanced sigmoid of balanced.py as the classif
 loss, the same row reweighting with Phi from the classification gradient rows, and DAKD
 with per-class binary distributions (sigmoid / log-sigmoid for softmax / log-softmax);
 counts are labelled positives.
+
+Ablation switches (ours, off the paper's defaults): ``adjust=False`` drops the logit
+adjustment (plain CE / BCE), ``reweight=False`` leaves the head's gradient as computed
+(alpha = beta = 1), ``kd="plain"`` replaces DAKD by plain temperature KD (H = 1).
 """
 from __future__ import annotations
 
@@ -112,10 +116,13 @@ class GradientReweighting(SupervisedPlugin):
 
     needs_previous_model = True
 
-    def __init__(self, label_mode: str, kd_weight: float = 0.7, temperature: float = 2.0):
+    def __init__(self, label_mode: str, kd_weight: float = 0.7, temperature: float = 2.0,
+                 adjust: bool = True, reweight: bool = True, kd: str = "dakd"):
         super().__init__()
         self.label_mode = label_mode
         self.kd_weight, self.temperature = kd_weight, temperature
+        # ablation switches: logit adjustment, classifier-row reweighting, DAKD or plain KD
+        self.adjust, self.reweight, self.kd = adjust, reweight, kd
         self.original: torch.Tensor | None = None  # each class's count in its own session
         self.prior = self.phi = self.removed = None
         self.attenuation = self.kd_scale = None
@@ -128,8 +135,12 @@ class GradientReweighting(SupervisedPlugin):
         self.original[n_old:n] = counts[n_old:n]
         negatives = strategy.class_negatives if self.label_mode == "multi" else None
         self.prior = log_prior(counts, negatives)[:n]
+        if not self.adjust:
+            self.prior = torch.zeros_like(self.prior)
         self.phi = counts.new_zeros(n)
         self.removed = (self.original[:n_old] - counts[:n_old]).clamp(min=0)
+        if self.kd == "plain":  # nothing removed: H = 1, plain temperature KD
+            self.removed = torch.zeros_like(self.removed)
         old_total, new_total = self.original[:n_old].sum(), counts[n_old:n].sum().clamp(min=1)
         self.attenuation = torch.exp(-old_total / (old_total + new_total))
         self.kd_scale = self.kd_weight * self.temperature ** 2 * (old_total / new_total).sqrt()
@@ -141,14 +152,17 @@ class GradientReweighting(SupervisedPlugin):
         n_old = strategy.n_old
         if n_old == 0:
             return
-        head = strategy.model.head
-        self._ce_grads = torch.autograd.grad(strategy.loss, (head.weight, head.bias),
-                                             retain_graph=True)
+        if self.reweight:
+            head = strategy.model.head
+            self._ce_grads = torch.autograd.grad(strategy.loss, (head.weight, head.bias),
+                                                 retain_graph=True)
         kd = dakd(strategy.mb_output[:, :n_old], strategy.prev_output[:, :n_old],
                   self.removed, self.temperature, self.label_mode)
         strategy.loss = strategy.loss + self.kd_scale * kd
 
     def after_backward(self, strategy, **kwargs):
+        if not self.reweight:
+            return
         n_old, n = strategy.n_old, strategy.n_seen
         head = strategy.model.head
         weight, bias = head.weight.grad, head.bias.grad

@@ -177,6 +177,32 @@ def test_classifier_gradient_is_reweighted_as_computed_by_hand():
     assert r_old < 1 or r_new < 1
 
 
+def test_ablation_switches_turn_off_their_part():
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 3, 3])
+    counts = [3.0, 3.0, 6.0, 2.0]
+    # adjust=False: the loss is plain CE (no prior shift)
+    method = GradientReweighting("single", adjust=False)
+    method.before_training_exp(_strategy(counts, 0, 4))
+    logits = torch.randn(6, 4)
+    assert method(logits, y, None).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
+    # kd="plain": DAKD sees nothing removed, i.e. H = 1
+    method = GradientReweighting("single", kd="plain")
+    method.original = torch.tensor([10.0, 4.0, 0.0, 0.0])
+    method.before_training_exp(_strategy(counts, 2, 4))
+    assert method.removed.tolist() == [0.0, 0.0]
+    # reweight=False: every parameter, the head included, gets the plain gradient
+    model, teacher = TinyNet(), TinyNet().requires_grad_(False)
+    method = GradientReweighting("single", reweight=False)
+    method.original = torch.tensor([10.0, 4.0, 0.0, 0.0])
+    strategy = _strategy(counts, 2, 4)
+    method.before_training_exp(strategy)
+    _, _, plain = _step(method, strategy, model, x, y, teacher)
+    for got, want in zip(model.parameters(), plain):
+        assert torch.allclose(got.grad, want, atol=1e-7)
+
+
 def test_predictions_use_the_raw_logits():
     torch.manual_seed(0)
     benchmark, info = streams.build("digits-lt:B0-C2?n_max=60&test_per_class=10")
