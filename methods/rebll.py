@@ -28,10 +28,10 @@ from strategies.rebll import (LAMBDA_MODES, OR_LABELS, OR_MODES, OR_SCOPES, AKDP
 
 from ._registry import register
 
-DEFAULTS = {"gamma_pos": 0.0, "gamma_neg": 0.0, "neg_weight": 1.0, "clip": 0.0,
+DEFAULTS = {"gamma_pos": 2.0, "gamma_neg": 0.0, "neg_weight": 1.0, "clip": 0.05,
             "negatives": "seen", "lambda": 1.0, "lambda_mode": "fixed", "mu": 1.0,
             "akd": True, "or_mode": "online", "or_scope": "memory", "or_labels": "hard",
-            "tau": 0.5}
+            "tau": 0.7}
 
 
 @register("rebll", label_modes={"multi"}, paper="arXiv:2408.12161", defaults=DEFAULTS,
