@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ._context import MethodContext
 from ._registry import (Method, MethodError, check_label_mode, lookup, register,
-                       registered, resolve_hparams)
+                       registered)
+from ._registry import resolve_hparams as _resolve_hparams
 
 ENTRY_POINT_GROUP = "imbacil.methods"
 
@@ -53,6 +54,13 @@ def get(name: str) -> Method:
     """The registered method ``name`` (discovering methods first)."""
     discover()
     return lookup(name)
+
+
+def resolve_hparams(name: str, overrides: dict) -> dict:
+    """Method ``name``'s defaults with ``overrides`` applied and type-checked (discovering
+    methods first)."""
+    discover()
+    return _resolve_hparams(name, overrides)
 
 
 __all__ = ["ENTRY_POINT_GROUP", "Method", "MethodContext", "MethodError", "check_label_mode", "discover",

@@ -10,7 +10,7 @@ from avalanche.core import SupervisedPlugin
 
 from benchmarks import models, streams
 from benchmarks.cell import resolve_train
-from methods import MethodContext, get
+from methods import MethodContext, get, resolve_hparams
 from strategies.gradreweight import GradientReweighting, dakd
 
 LN3 = math.log(3.0)
@@ -213,8 +213,7 @@ def test_predictions_use_the_raw_logits():
         def after_eval_iteration(self, strategy, **kwargs):
             seen.append((strategy.mb_output.clone(), model(strategy.mb_x)))
 
-    ctx = MethodContext(model, info, {"kd_weight": 0.7, "temperature": 2.0,
-                                      "negatives": "labelled"},
+    ctx = MethodContext(model, info, resolve_hparams("gradreweight", {}),
                         resolve_train(info.recipe, {"epochs": 1}), benchmark,
                         torch.device("cpu"), [Probe()])
     strategy = get("gradreweight").build(ctx)
