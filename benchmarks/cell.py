@@ -118,7 +118,7 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     bar.close()
     logits, targets, index = collector.scores
     final_on_earlier = per_class_on_subsets(logits, targets, index, test_sets[:-1],
-                                            info.label_mode)
+                                            info.label_mode, test_sets[-1][1])
     record["summary"] = summarize([dict(s["metrics"], per_class=s["per_class"])
                                    for s in record["sessions"]], info.label_mode,
                                   final_on_earlier)

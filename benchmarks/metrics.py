@@ -183,16 +183,19 @@ def summarize(sessions: list[dict], label_mode: str,
 
 
 def per_class_on_subsets(logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
-                         subsets: list[tuple[torch.Tensor, int]], label_mode: str) -> list[list]:
-    """Per-class values (AP or accuracy, percent) of one model's scores restricted to each
-    subset of rows: ``subsets`` are (dataset indices, n_seen) pairs, ``index`` the dataset
-    index of each scored row. Used to score the final model on each earlier session's test
-    images, so that forgetting compares like with like."""
+                         subsets: list[tuple[torch.Tensor, int]], label_mode: str,
+                         n_final: int) -> list[list]:
+    """Per-class values (AP or accuracy, percent) of one model, which has seen ``n_final``
+    classes, on each subset of rows: ``subsets`` are (dataset indices, n_seen) pairs,
+    ``index`` the dataset index of each scored row; each subset's list covers its first
+    n_seen classes. Used to score the final model on each earlier session's test images, so
+    that forgetting compares like with like. The model predicts among all its ``n_final``
+    classes: an old image it now assigns to a newer class is an error."""
     values = []
     for rows, n_seen in subsets:
         keep = torch.isin(index, rows.to(index.device))
-        values.append(session_metrics(logits[keep], targets[keep], n_seen, label_mode,
-                                      [0] * n_seen)["per_class"])
+        values.append(session_metrics(logits[keep], targets[keep], n_final, label_mode,
+                                      [0] * n_final)["per_class"][:n_seen])
     return values
 
 

@@ -296,9 +296,23 @@ def test_a_model_whose_scores_never_change_has_no_multilabel_forgetting():
         subsets.append((rows, n_seen))
     assert forgetting(history) > 1  # the naive comparison across test sets
     final_on_earlier = per_class_on_subsets(scores[rows], targets[rows], index[rows],
-                                            subsets[:-1], "multi")
+                                            subsets[:-1], "multi", 6)
     assert forgetting(history, final_on_earlier) == pytest.approx(0.0, abs=1e-9)
 
+
+
+def test_single_label_forgetting_counts_old_images_now_given_to_new_classes():
+    """Class 0 (2 images) is right after session 0; the final model gives one of its images
+    to class 3, learned later: its accuracy falls from 100 to 50, forgetting 50."""
+    labels, index = torch.tensor([0, 0, 1, 1, 2, 3]), torch.arange(6)
+    first = torch.tensor([[5., 0], [5., 0], [0, 5.], [0, 5.]])
+    final = torch.tensor([[5., 0, 0, 0], [0, 0, 0, 5.], [0, 5., 0, 0], [0, 5., 0, 0],
+                          [0, 0, 5., 0], [0, 0, 0, 5.]])
+    history = [session_metrics(first, labels[:4], 2, "single", [1] * 4)["per_class"],
+               session_metrics(final, labels, 4, "single", [1] * 4)["per_class"]]
+    finals = per_class_on_subsets(final, labels, index, [(torch.arange(4), 2)], "single", 4)
+    assert finals == [[50.0, 100.0]]
+    assert forgetting(history, finals) == pytest.approx(25.0)  # classes 0 and 1: 50 and 0
 
 def test_forgetting_takes_the_largest_same_image_drop():
     history = [[80.0, None], [70.0, 60.0], [50.0, 40.0, 90.0]]
