@@ -9,7 +9,7 @@ per sample, as usual.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
@@ -45,3 +45,18 @@ def batch_loader(data, batch_size: int, *, shuffle: bool = False, drop_last: boo
                       sampler=BatchSampler(order, batch_size, drop_last),
                       num_workers=num_workers, pin_memory=pin_memory,
                       persistent_workers=num_workers > 0, generator=generator)
+
+
+@torch.no_grad()
+def eval_outputs(model: torch.nn.Module, data, batch_size: int,
+                 forward: Callable[[torch.Tensor], torch.Tensor], *,
+                 num_workers: int = 0) -> torch.Tensor:
+    """``forward(x)`` on every batch of ``data`` in order, concatenated: ``model`` in eval mode
+    (its mode restored afterwards), no gradients."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([forward(x) for x, *_ in
+                          batch_loader(data, batch_size, num_workers=num_workers)])
+    finally:
+        model.train(was_training)

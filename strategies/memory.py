@@ -27,7 +27,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer
 
-from .loader import batch_loader
+from .loader import eval_outputs
 
 MEMORY_LABELS = ("own", "forward")
 
@@ -130,13 +130,9 @@ class LabelMemory(ExemplarsBuffer):
     @torch.no_grad()
     def _features(self, strategy, data) -> torch.Tensor:
         model = strategy.model
-        was_training = model.training
-        model.eval()
-        loader = batch_loader(data, self.batch_size, num_workers=self.num_workers)
-        feats = torch.cat([model.features(batch[0].to(strategy.device)).float().cpu()
-                           for batch in loader])
-        model.train(was_training)
-        return feats
+        return eval_outputs(model, data, self.batch_size,
+                            lambda x: model.features(x.to(strategy.device)).float().cpu(),
+                            num_workers=self.num_workers)
 
 
 class MemoryPlugin(SupervisedPlugin):

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
-from .loader import batch_loader
+from .loader import eval_outputs
 
 LAMBDA_MODES = ("fixed", "adaptive")
 OR_MODES = ("online", "end_of_session", "off")
@@ -90,16 +90,12 @@ def relabel(targets: torch.Tensor, mask: torch.Tensor, row_session: torch.Tensor
 @torch.no_grad()
 def probabilities(strategy, model: torch.nn.Module, data) -> torch.Tensor:
     """``model``'s sigmoid outputs (N, C) on ``data`` (its eval transforms), in eval mode."""
-    was_training = model.training
-    model.eval()
-    loader = batch_loader(data.eval(), strategy.eval_mb_size, num_workers=0)
-    out = []
-    for x, *_ in loader:
+    def forward(x):
         with torch.autocast(strategy.device.type, dtype=strategy.amp_dtype,
                             enabled=strategy.amp_dtype is not None):
-            out.append(model(x.to(strategy.device)).float().sigmoid())
-    model.train(was_training)
-    return torch.cat(out)
+            return model(x.to(strategy.device)).float().sigmoid()
+
+    return eval_outputs(model, data.eval(), strategy.eval_mb_size, forward)
 
 
 class AKDPlugin(SupervisedPlugin):

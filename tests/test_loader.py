@@ -1,8 +1,9 @@
 """Batch loading: one fetch per batch gives exactly what per-sample fetching gives."""
+import pytest
 import torch
 
 from benchmarks.streams.base import LabelledSet, TensorPool
-from strategies.loader import batch_loader
+from strategies.loader import batch_loader, eval_outputs
 
 
 def _set(transforms=None, group="train"):
@@ -45,3 +46,23 @@ def test_loader_covers_every_row_once_per_epoch_in_seeded_order():
     assert torch.cat([b[3] for b in again]).tolist() == orders[0]
     in_order = batch_loader(data, 4, drop_last=True)
     assert [b[3].tolist() for b in in_order] == [[0, 1, 2, 3]]
+
+
+def test_eval_outputs_runs_in_eval_mode_in_order_and_restores_the_mode():
+    data = _set()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.BatchNorm1d(16))
+    model(torch.rand(8, 1, 4, 4) * 5)  # running statistics away from the identity
+    stats = model[1].running_mean.clone()
+    out = eval_outputs(model, data, 4, model)
+    assert model.training and torch.equal(model[1].running_mean, stats)  # no train-mode pass
+    model.eval()
+    assert torch.allclose(out, model(data.pool.images[data.index]))
+    assert not out.requires_grad
+    model.train()
+
+    def broken(x):
+        raise RuntimeError("forward failed")
+
+    with pytest.raises(RuntimeError, match="forward failed"):
+        eval_outputs(model, data, 4, broken)
+    assert model.training  # restored after a failure too
