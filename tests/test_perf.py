@@ -79,8 +79,40 @@ def test_a_broken_row_is_reported_and_the_others_still_run(tmp_path, monkeypatch
     assert "row 4 failed: ZeroDivisionError" in capsys.readouterr().err
 
 
+def test_row_2_costs_the_methods_asked_for_with_their_variants(tmp_path, builtin_methods):
+    out = tmp_path / "perf.json"
+    assert perf.main(["--quick", "--rows", "2", "--methods", "replay,bsce?kd=none",
+                      "--repeats", "2", "--out", str(out)]) == 0
+    rows = {r["name"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {f"per-sample cost, {name} / finetune"
+                         for name in ("finetune", "replay", "bsce?kd=none")}
+    variant = rows["per-sample cost, bsce?kd=none / finetune"]
+    assert variant["value"] > 0 and len(variant["detail"]["ratios"]) == 2
+    assert variant["target"] is None  # bsce's target is for its defaults
+
+
+def test_a_variant_changes_what_is_trained(monkeypatch, builtin_methods):
+    built = []
+    real = methods.MethodContext
+
+    def spy(model, info, hparams, *args):
+        built.append(dict(hparams))
+        return real(model, info, hparams, *args)
+
+    monkeypatch.setattr(methods, "MethodContext", spy)
+    size = dict(perf.SIZES["quick"], cost_variants=perf.cost_variants("bsce?kd=none&kd_weight=2"))
+    perf.cost_rows(size)
+    bsce = [h for h in built if "kd" in h]  # finetune has no hyperparameters
+    assert bsce and all(h["kd"] == "none" and h["kd_weight"] == 2.0 for h in bsce)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--rows", "7"], "--rows 7: accepted rows are 1, 2, 3, 4, 5, 6"),
+    (["--methods", "nosuch"], "--methods nosuch: unknown method 'nosuch'; known: "),
+    (["--methods", "bsce?kd=maybe"], "bsce.kd='maybe' is not accepted; accepted: none, logits"),
+    (["--methods", "bsce?kd"], "--methods bsce?kd: a variant is NAME?key=value&key=value"),
+    (["--methods", ","], "--methods is empty"),
+    (["--repeats", "0"], "--repeats 0: give 1 or more"),
     (["--rows", ","], "--rows is empty"),
     (["--out", "."], "is a folder"),
 ])

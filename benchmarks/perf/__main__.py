@@ -1,9 +1,12 @@
-"""The performance harness: ``python -m benchmarks.perf [--quick] [--rows 1,3] [--out FILE]``.
+"""The performance harness: ``python -m benchmarks.perf [--quick] [--rows 1,3] [--out FILE]
+[--methods LIST] [--repeats N]``.
 
 Prints a table (markdown) and writes a JSON file (default ``results/perf.json``). Rows:
 
 1. training-step overhead: the suite's ``finetune`` session vs a hand-written loop;
-2. cost per training sample of every registered method relative to ``finetune``;
+2. cost per training sample of every registered method relative to ``finetune``
+   (``--methods replay,bsce?kd=none``: these, a variant's hyperparameters after ``?``;
+   ``--repeats N``);
 3. metrics (mAP, CF1/OF1) on a COCO-sized 40,000 x 80 score matrix, on one thread;
 4. grid scaling: the same 4-cell grid with ``--workers 1`` and ``--workers 2``;
 5. the README main command: wall time and peak memory;
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+import methods
 from benchmarks.metrics import average_precision, f1_scores
 from benchmarks.run import Parser, UsageError, check_writable
 from benchmarks.runner.store import write_json
@@ -75,7 +79,8 @@ def overhead_rows(size) -> list[dict]:
 
 def cost_rows(size) -> list[dict]:
     rows = []
-    for name, got in method_costs(size["costs"], size["cost_repeats"]).items():
+    for name, got in method_costs(size["costs"], size["cost_repeats"],
+                                  size.get("cost_variants")).items():
         target = COST_TARGETS.get(name)
         value = got.pop("ratio", None)
         ok = None if target is None or value is None else value <= target
@@ -183,7 +188,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes: every row in seconds")
     p.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows (default all)")
     p.add_argument("--out", default="results/perf.json", help="JSON file to write")
+    p.add_argument("--methods", help="row 2: the methods to cost (default all), each NAME or "
+                   "NAME?key=value&key=value for a variant, e.g. replay,bsce?kd=none")
+    p.add_argument("--repeats", type=int, help="row 2: interleaved repeats (default 5; 1 "
+                   "with --quick)")
     args = p.parse_args(argv)
+    args.methods = args.methods and cost_variants(args.methods)
+    if args.repeats is not None and args.repeats < 1:
+        raise UsageError(f"--repeats {args.repeats}: give 1 or more")
     args.out = Path(args.out)
     if args.out.is_dir():
         raise UsageError(f"--out {args.out} is a folder; give the JSON file to write")
@@ -196,13 +208,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def cost_variants(text: str) -> dict:
+    """``replay,bsce?kd=none`` -> {label: (method, overrides)}, each checked against the
+    registry (UsageError otherwise)."""
+    variants = {}
+    for label in filter(None, (item.strip() for item in text.split(","))):
+        name, _, query = label.partition("?")
+        pairs = [pair.partition("=") for pair in query.split("&") if pair]
+        if any(not key or not sep for key, sep, _ in pairs):
+            raise UsageError(f"--methods {label}: a variant is NAME?key=value&key=value")
+        overrides = {key: value for key, _, value in pairs}
+        try:
+            methods.resolve_hparams(name, overrides)
+        except methods.MethodError as exc:
+            raise UsageError(f"--methods {label}: {exc}") from None
+        variants[label] = (name, overrides)
+    if not variants:
+        raise UsageError("--methods is empty: give method names, e.g. replay,bsce?kd=none")
+    return variants
+
+
 def main(argv=None) -> int:
     try:
         args = parse_args(argv)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    size = SIZES["quick" if args.quick else "full"]
+    size = dict(SIZES["quick" if args.quick else "full"], cost_variants=args.methods)
+    if args.repeats:
+        size["cost_repeats"] = args.repeats
     rows = [r for number in args.rows for r in measure(number, size)]
     report = {"machine": machine(), "quick": args.quick, "rows": rows}
     write_json(args.out, report)

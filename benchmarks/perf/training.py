@@ -45,13 +45,14 @@ def _model(built, train, device):
 
 
 def suite_seconds(built, train, session: int, method: str = "finetune",
-                  plugins=()) -> float:
-    """Seconds ``method``'s strategy takes to train ``session`` (earlier ones untimed)."""
+                  plugins=(), overrides: dict | None = None) -> float:
+    """Seconds ``method``'s strategy (its defaults updated by ``overrides``) takes to train
+    ``session`` (earlier ones untimed)."""
     device = torch.device(train["device"])
     exps = list(built.benchmark.train_stream)[: session + 1]
     model = _model(built, train, device)
     recipe = methods.get(method)
-    hparams = methods.resolve_hparams(method, {})
+    hparams = methods.resolve_hparams(method, overrides or {})
     ctx = methods.MethodContext(model, built.info, hparams, train, built.benchmark, device,
                                 list(plugins))
     strategy = recipe.build(ctx)
@@ -145,15 +146,18 @@ class SampleCounter(SupervisedPlugin):
         self.samples += len(strategy.mb_x)
 
 
-def method_costs(where: dict, repeats: int) -> dict:
-    """Seconds per training sample of every registered method over ``finetune``'s, on the
-    session ``where[mode]`` (a Session) of the first label mode the method supports: the
-    median over repeats of the ratio within a repeat (methods in rotating order)."""
+def method_costs(where: dict, repeats: int, variants: dict | None = None) -> dict:
+    """Seconds per training sample of each method over ``finetune``'s, on the session
+    ``where[mode]`` (a Session) of the first label mode the method supports: the median over
+    repeats of the ratio within a repeat (methods in rotating order). ``variants``: label ->
+    (method, hyperparameter overrides); by default every registered method, its defaults."""
+    registered = methods.discover()
+    variants = variants or {name: (name, {}) for name in registered}
     groups: dict[str, list[str]] = {}
-    for name, method in sorted(methods.discover().items()):
-        mode = next((mode for mode in where if mode in method.label_modes), None)
-        if mode and name != "finetune":
-            groups.setdefault(mode, []).append(name)
+    for label, (name, _) in sorted(variants.items()):
+        mode = next((mode for mode in where if mode in registered[name].label_modes), None)
+        if mode and label != "finetune":
+            groups.setdefault(mode, []).append(label)
     costs = {}
     for mode, names in groups.items():
         built, train = where[mode].build()
@@ -165,7 +169,9 @@ def method_costs(where: dict, repeats: int) -> dict:
                     continue
                 counter = SampleCounter()
                 try:
-                    elapsed = suite_seconds(built, train, where[mode].session, name, [counter])
+                    method, overrides = variants.get(name, (name, {}))
+                    elapsed = suite_seconds(built, train, where[mode].session, method,
+                                            [counter], overrides)
                 except Exception as exc:  # one broken method does not stop the others
                     costs[name] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
                     continue
