@@ -127,7 +127,6 @@ class LabelMemory(ExemplarsBuffer):
         self.per_class = {c: relabelled(rows) for c, rows in self.per_class.items()}
         self.buffer = relabelled(self.buffer)
 
-    @torch.no_grad()
     def _features(self, strategy, data) -> torch.Tensor:
         model = strategy.model
         return eval_outputs(model, data, self.batch_size,

@@ -87,7 +87,6 @@ def relabel(targets: torch.Tensor, mask: torch.Tensor, row_session: torch.Tensor
     return torch.where(filled, labels, targets), mask | filled
 
 
-@torch.no_grad()
 def probabilities(strategy, model: torch.nn.Module, data) -> torch.Tensor:
     """``model``'s sigmoid outputs (N, C) on ``data`` (its eval transforms), in eval mode."""
     def forward(x):

@@ -159,28 +159,28 @@ def method_costs(where: dict, repeats: int, variants: dict | None = None) -> dic
         if mode and label != "finetune":
             groups.setdefault(mode, []).append(label)
     costs = {}
-    for mode, names in groups.items():
+    for mode, labels in groups.items():
         built, train = where[mode].build()
-        times = {name: [] for name in ["finetune", *names]}
+        times = {label: [] for label in ["finetune", *labels]}
         for r in range(repeats):
             order = list(times)[r % len(times):] + list(times)[:r % len(times)]
-            for name in order:
-                if "error" in costs.get(name, {}):
+            for label in order:
+                if "error" in costs.get(label, {}):
                     continue
                 counter = SampleCounter()
                 try:
-                    method, overrides = variants.get(name, (name, {}))
+                    method, overrides = variants.get(label, (label, {}))
                     elapsed = suite_seconds(built, train, where[mode].session, method,
                                             [counter], overrides)
                 except Exception as exc:  # one broken method does not stop the others
-                    costs[name] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+                    costs[label] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
                     continue
-                times[name].append(elapsed / counter.samples)
+                times[label].append(elapsed / counter.samples)
         base = times["finetune"]
-        for name, seconds in times.items():
-            if name not in costs:
+        for label, seconds in times.items():
+            if label not in costs:
                 ratios = [t / b for t, b in zip(seconds, base)]
-                costs[name] = {"ratio": statistics.median(ratios), "ratios": ratios,
-                               "us_per_sample": 1e6 * statistics.median(seconds),
-                               "stream": where[mode].stream, "session": where[mode].session}
+                costs[label] = {"ratio": statistics.median(ratios), "ratios": ratios,
+                                "us_per_sample": 1e6 * statistics.median(seconds),
+                                "stream": where[mode].stream, "session": where[mode].session}
     return costs
