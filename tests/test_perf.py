@@ -112,7 +112,7 @@ def test_a_variant_changes_what_is_trained(monkeypatch, builtin_methods):
     (["--methods", "bsce?kd=maybe"], "bsce.kd='maybe' is not accepted; accepted: none, logits"),
     (["--methods", "bsce?kd"], "--methods bsce?kd: a variant is NAME?key=value&key=value"),
     (["--methods", ","], "--methods is empty"),
-    (["--repeats", "0"], "--repeats 0: give 1 or more"),
+    (["--repeats", "0"], "argument --repeats: expected an integer >= 1, got '0'"),
     (["--rows", ","], "--rows is empty"),
     (["--out", "."], "is a folder"),
 ])

@@ -30,7 +30,7 @@ import torch
 
 import methods
 from benchmarks.metrics import average_precision, f1_scores
-from benchmarks.run import Parser, UsageError, check_writable
+from benchmarks.run import Parser, UsageError, _at_least, check_writable
 from benchmarks.runner.store import write_json
 
 from .runs import grid_scaling, run_command
@@ -190,12 +190,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="results/perf.json", help="JSON file to write")
     p.add_argument("--methods", help="row 2: the methods to cost (default all), each NAME or "
                    "NAME?key=value&key=value for a variant, e.g. replay,bsce?kd=none")
-    p.add_argument("--repeats", type=int, help="row 2: interleaved repeats (default 5; 1 "
+    p.add_argument("--repeats", type=_at_least(int, 1), help="row 2: interleaved repeats (default 5; 1 "
                    "with --quick)")
     args = p.parse_args(argv)
     args.methods = args.methods and cost_variants(args.methods)
-    if args.repeats is not None and args.repeats < 1:
-        raise UsageError(f"--repeats {args.repeats}: give 1 or more")
     args.out = Path(args.out)
     if args.out.is_dir():
         raise UsageError(f"--out {args.out} is a folder; give the JSON file to write")
