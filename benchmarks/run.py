@@ -36,7 +36,7 @@ DEFAULT_SEEDS = "0,1,2"
 RAY_TIMEOUT, RAY_RETRIES = 30.0, 3
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device", "backbone", "pretrained",
-               "image_size", "amp", "channels_last", "memory_labels")
+               "image_size", "amp", "channels_last", "memory_labels", "reset_optimizer")
 
 # Config keys that are on/off switches on the command line.
 SWITCHES = ("channels_last",)
@@ -80,6 +80,13 @@ def _at_least(kind, minimum):
     return parse
 
 
+def _boolean(text: str) -> bool:
+    """An argparse type: ``true`` or ``false``."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m benchmarks.run",
                description="Run methods x streams x seeds, store a record per cell, and "
@@ -107,6 +114,9 @@ def parser() -> argparse.ArgumentParser:
                    help="mixed-precision training (default off)")
     p.add_argument("--channels-last", action="store_true", default=None,
                    help="channels-last memory format for the model and image batches")
+    p.add_argument("--reset-optimizer", type=_boolean, metavar="{true,false}",
+                   help="a fresh optimizer state at each session (default: the stream's "
+                        "recipe, true); false keeps e.g. Adam's moments across sessions")
     p.add_argument("--data-root", help="where real datasets live")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="override a method hyperparameter (repeatable)")
