@@ -14,6 +14,7 @@ Error bars are 95% Student-t intervals over seeds (none with a single seed).
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -117,7 +118,8 @@ def _per_class(per_class, rows, labels, metric, path, stream) -> None:
 
 
 def _label(row) -> str:
-    return row["method"] + (f" ({row['config']})" if row["config"] else "")
+    """``method (config)``, wrapped so that a long config keeps the legend narrow."""
+    return textwrap.fill(row["method"] + (f" ({row['config']})" if row["config"] else ""), 40)
 
 
 def _save(fig, path: Path) -> None:
