@@ -194,6 +194,8 @@ def test_coco_protocol_must_divide_the_file_categories(coco_root):
 @pytest.mark.parametrize("sub", ["", "VOCdevkit", "VOCdevkit/VOC2007"])
 def test_voc_accepts_the_three_layouts(voc_devkit, sub):
     streams.check("voc:B0-C4", str(voc_devkit / sub))
+    built = streams.build("voc:B0-C4", str(voc_devkit / sub), image_size=12)
+    assert _sessions(built, "train_stream")[0] == {"000002": {"aeroplane", "bicycle"}}
 
 
 def test_voc_difficult_ignored_and_sessions(voc_devkit):
