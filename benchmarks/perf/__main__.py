@@ -32,6 +32,7 @@ import methods
 from benchmarks.metrics import average_precision, f1_scores
 from benchmarks.run import Parser, UsageError, _at_least, check_writable
 from benchmarks.runner.store import write_json
+from benchmarks.streams.base import parse_options
 
 from .runs import grid_scaling, run_command
 from .training import Session, method_costs, step_overhead
@@ -212,10 +213,11 @@ def cost_variants(text: str) -> dict:
     variants = {}
     for label in filter(None, (item.strip() for item in text.split(","))):
         name, _, query = label.partition("?")
-        pairs = [pair.partition("=") for pair in query.split("&") if pair]
-        if any(not key or not sep for key, sep, _ in pairs):
-            raise UsageError(f"--methods {label}: a variant is NAME?key=value&key=value")
-        overrides = {key: value for key, _, value in pairs}
+        try:
+            overrides = parse_options(query)
+        except ValueError:
+            raise UsageError(f"--methods {label}: a variant is NAME?key=value&key=value") \
+                from None
         try:
             methods.resolve_hparams(name, overrides)
         except methods.MethodError as exc:

@@ -53,6 +53,18 @@ class StreamName:
         return f"{self.dataset}:{self.protocol}" + (f"?{opts}" if opts else "")
 
 
+def parse_options(query: str) -> dict[str, str]:
+    """``key=value&key=value`` as a dict; ValueError (its text the pair, quoted) for a pair
+    without a key or ``=``."""
+    options = {}
+    for pair in filter(None, query.split("&")):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(repr(pair))
+        options[key] = value
+    return options
+
+
 def parse_name(name: str) -> StreamName:
     """Parse ``dataset:B{base}-C{inc}[?k=v&...]`` or ``dataset:B{n}[?k=v&...]``; a bare
     ``dataset`` is an error."""
@@ -64,12 +76,10 @@ def parse_name(name: str) -> StreamName:
             f"bad stream name {name!r}: expected dataset:B<base>-C<inc>[?key=value] or "
             "dataset:B<all classes>, e.g. digits:B0-C2, coco:B40-C10 or voc:B20"
         )
-    options = {}
-    for pair in filter(None, query.split("&")):
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise StreamError(f"bad stream option {pair!r} in {name!r}: expected key=value")
-        options[key] = value
+    try:
+        options = parse_options(query)
+    except ValueError as exc:
+        raise StreamError(f"bad stream option {exc} in {name!r}: expected key=value") from None
     base, inc = int(match.group(1)), int(match.group(2) or 0)
     if match.group(2) and inc <= 0:
         raise StreamError(f"bad protocol {protocol!r} in {name!r}: the increment must be >= 1")
