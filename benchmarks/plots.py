@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 from benchmarks.stats import ci95  # noqa: E402
 
 MARKERS = "osD^vP*Xhp"
+MAX_NAMED_CLASSES = 30  # the per-class plot names its classes up to this many
 UNITS = {"mAP": "mAP (%)", "acc": "accuracy (%)"}
 
 
@@ -35,10 +36,11 @@ def slug(stream: str) -> str:
 
 
 def plot_stream(stream: str, metric: str, rows: pd.DataFrame, table: pd.DataFrame,
-                per_class: pd.DataFrame, folder: Path) -> list[Path]:
+                per_class: pd.DataFrame, folder: Path, baseline: str = None) -> list[Path]:
     """Every figure of one stream: ``rows`` its leaderboard rows, ``table`` its per-session
-    metrics, ``per_class`` its final per-class values with training counts."""
-    labels = [_label(row) for _, row in rows.iterrows()]
+    metrics, ``per_class`` its final per-class values with training counts and names;
+    the rows of ``baseline`` (with no hyperparameter override) are marked in the legends."""
+    labels = [_label(row, baseline) for _, row in rows.iterrows()]
     name = slug(stream)
     paths = [folder / f"{name}_{kind}.png" for kind in ("sessions", "last", "groups",
                                                          "per_class")]
@@ -109,6 +111,11 @@ def _per_class(per_class, rows, labels, metric, path, stream) -> None:
         ax.plot(points["count"], points["value"], linestyle="none", alpha=0.8, label=label,
                 **_style(i))
     ax.set_xscale("log")
+    names = per_class.groupby("count")["name"].agg(lambda n: "/".join(sorted(set(map(str, n)))))
+    if 0 < len(names) <= MAX_NAMED_CLASSES:  # each count named by its class(es), on top
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(names.index.tolist(), names.tolist(), rotation=90, fontsize="x-small")
+        top.minorticks_off()
     ax.set(xlabel="training images of the class (log scale)",
            ylabel=f"final {UNITS[metric]}",
            title=f"{stream}: each class after the last session (mean over seeds)")
@@ -117,9 +124,12 @@ def _per_class(per_class, rows, labels, metric, path, stream) -> None:
     _save(fig, path)
 
 
-def _label(row) -> str:
-    """``method (config)``, wrapped so that a long config keeps the legend narrow."""
-    return textwrap.fill(row["method"] + (f" ({row['config']})" if row["config"] else ""), 40)
+def _label(row, baseline: str = None) -> str:
+    """``method (config)``, ``[baseline]`` after the baseline's row, wrapped so that a long
+    config keeps the legend narrow."""
+    mark = " [baseline]" if row["method"] == baseline and not row.get("hparams_config") else ""
+    return textwrap.fill(row["method"] + (f" ({row['config']})" if row["config"] else "")
+                         + mark, 40)
 
 
 def _save(fig, path: Path) -> None:

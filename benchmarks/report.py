@@ -15,29 +15,37 @@
   and false-negative rates (%) of the memory's labels in the last session against the
   true labels (summary metrics written by benchmarks/diagnostics.py).
 - ``paired.csv``: for each other row, the per-seed difference to the baseline method
-  (``--baseline``, default ``replay`` when the folder has it) on the same stream, training
+  (``--baseline``; default ``replay`` when the folder has it, else the first method: of
+  ``--methods`` for the run CLI, alphabetically here) on the same stream, training
   config and threads, over the seeds both have: ``diff_mean``, ``diff_ci95`` (Student t
   over the paired differences) and ``significant`` (the interval excludes 0); see
   benchmarks/stats.py.
 - ``leaderboard.md``: one table per stream, "mean ± 95% CI half-width", with the paired
   difference of the headline metrics to the baseline (``*``: the interval excludes 0).
 - ``per_seed.csv``: every cell's status and summary metrics.
-- ``plots/``: per stream, the figures of benchmarks/plots.py.
+- ``per_class.csv``: every row's final value per class (mean over seeds) with the class's
+  name and training count: the table behind the per-class plot.
+- ``plots/``: per stream, the figures of benchmarks/plots.py (the baseline marked).
 
-Failed cells appear in ``per_seed.csv`` only.
+Failed cells appear in ``per_seed.csv`` only. Every file is written atomically (a temp file,
+then a rename; the plots to a temp folder swapped in at the end), so a failure or a kill
+leaves the previous report whole. The run CLI renders the cells of its own grid; this
+command renders every record of the folder.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import pandas as pd
 
 from benchmarks.plots import plot_stream
-from benchmarks.runner.store import Store
+from benchmarks.runner.store import Store, umask, write_text
 from benchmarks.runner.version import cell_version, code_version
 from benchmarks.stats import ci95, paired_differences
 
@@ -103,6 +111,7 @@ def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
     for (stream, method, config, threads), cells in done.groupby(ROW, sort=False, dropna=False):
         row = {"stream": stream, "label_mode": cells["label_mode"].iloc[0], "method": method,
                "config": config, "threads": threads,
+               "hparams_config": cells["hparams_config"].iloc[0],
                "pretrained": bool(cells["pretrained"].all()), "n_seeds": len(cells)}
         for metric in metrics:
             values = pd.to_numeric(cells[metric], errors="coerce")
@@ -114,7 +123,8 @@ def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
         row["stale"] = len(versions) > 1 or bool(cells["stale"].any())
         rows.append(row)
     board = pd.DataFrame(rows, columns=[
-        "stream", "label_mode", "method", "config", "threads", "pretrained", "n_seeds",
+        "stream", "label_mode", "method", "config", "threads", "hparams_config", "pretrained",
+        "n_seeds",
         *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")),
         "wall_time_s_mean", "code_versions", "stale"])
     board["_headline"] = [row.get(f"avg_{SESSION_METRIC.get(row['label_mode'])}_mean")
@@ -137,24 +147,38 @@ def sessions(records: list[dict]) -> pd.DataFrame:
 
 
 def final_per_class(records: list[dict]) -> pd.DataFrame:
-    """One row per (done cell, class) with the class's final value and training count."""
-    rows = [{"stream": r["spec"]["stream"], "method": r["spec"]["method"],
-             "config": config_label(r["spec"]), "threads": (r.get("env") or {}).get("threads"),
-             "seed": r["spec"]["seed"], "class": c, "count": count, "value": value}
-            for r in records if r["status"] == "done" and r["sessions"]
-            for c, (value, count) in enumerate(zip(r["sessions"][-1].get("per_class", []),
-                                                   (r.get("stream") or {}).get("class_counts",
-                                                                               [])))
-            if value is not None]
+    """One row per (done cell, class) with the class's name, final value and training
+    count."""
+    rows = []
+    for r in records:
+        if r["status"] != "done" or not r["sessions"]:
+            continue
+        stream = r.get("stream") or {}
+        names = stream.get("class_names") or []
+        for c, (value, count) in enumerate(zip(r["sessions"][-1].get("per_class", []),
+                                               stream.get("class_counts", []))):
+            if value is not None:
+                rows.append({"stream": r["spec"]["stream"], "method": r["spec"]["method"],
+                             "config": config_label(r["spec"]),
+                             "threads": (r.get("env") or {}).get("threads"),
+                             "seed": r["spec"]["seed"], "class": c,
+                             "name": names[c] if c < len(names) else str(c), "count": count,
+                             "value": value})
     return pd.DataFrame(rows, columns=["stream", "method", "config", "threads", "seed",
-                                      "class", "count", "value"])
+                                      "class", "name", "count", "value"])
+
+
+def default_baseline(methods: Iterable[str]) -> Optional[str]:
+    """``replay`` when among ``methods``, else the first of them (None for none)."""
+    methods = list(dict.fromkeys(methods))
+    return DEFAULT_BASELINE if DEFAULT_BASELINE in methods else next(iter(methods), None)
 
 
 def paired(seeds: pd.DataFrame, baseline: Optional[str]) -> pd.DataFrame:
-    """Paired differences to ``baseline`` (default: replay when present) of every summary
-    metric; empty when the baseline has no cells."""
+    """Paired differences to ``baseline`` (default: :func:`default_baseline` of the methods,
+    alphabetically) of every summary metric; empty when the baseline has no cells."""
     done = seeds[seeds["status"] == "done"]
-    baseline = baseline or DEFAULT_BASELINE
+    baseline = baseline or default_baseline(sorted(done["method"]))
     return paired_differences(done, baseline, summary_metrics(done), PAIRED_ON)
 
 
@@ -196,32 +220,55 @@ def markdown(board: pd.DataFrame, pairs: Optional[pd.DataFrame] = None) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def plot(records: list[dict], board: pd.DataFrame, folder: Path) -> None:
-    """Every figure of benchmarks/plots.py, per stream."""
-    folder.mkdir(parents=True, exist_ok=True)
-    table, per_class = sessions(records), final_per_class(records)
-    for stream, rows in board.groupby("stream", sort=False):
-        plot_stream(stream, SESSION_METRIC[rows["label_mode"].iloc[0]], rows,
-                    table[table["stream"] == stream], per_class[per_class["stream"] == stream],
-                    folder)
+def class_table(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Each row's final value per class, mean over seeds, with the class's name and count."""
+    keys = ["stream", "method", "config", "threads", "class", "name", "count"]
+    return per_class.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
 
 
-def render(out, current: Optional[str] = None, baseline: Optional[str] = None) -> list[Path]:
-    """Write leaderboard.csv, leaderboard.md, paired.csv, per_seed.csv and plots/ from
-    ``out/records``."""
+def plot(records: list[dict], board: pd.DataFrame, folder: Path,
+         baseline: Optional[str] = None) -> None:
+    """Every figure of benchmarks/plots.py, per stream, into a temp folder swapped in for
+    ``folder`` once all are drawn."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        table, per_class = sessions(records), final_per_class(records)
+        for stream, rows in board.groupby("stream", sort=False):
+            plot_stream(stream, SESSION_METRIC[rows["label_mode"].iloc[0]], rows,
+                        table[table["stream"] == stream],
+                        per_class[per_class["stream"] == stream], fresh, baseline)
+        fresh.chmod(0o777 & ~umask())
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(fresh, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
+           ids: Optional[Iterable[str]] = None) -> list[Path]:
+    """Write leaderboard.csv, leaderboard.md, paired.csv, per_seed.csv, per_class.csv and
+    plots/ from ``out/records`` (only the cells ``ids`` when given), each atomically."""
     out = Path(out)
     records = list(Store(out).load_all().values())
+    if ids is not None:
+        ids = set(ids)
+        records = [record for record in records if record["id"] in ids]
     seeds = per_seed(records, current)
     board = leaderboard(seeds)
     pairs = paired(seeds, baseline)
-    paths = [out / "leaderboard.csv", out / "leaderboard.md", out / "paired.csv",
-             out / "per_seed.csv"]
-    board.to_csv(paths[0], index=False)
-    paths[1].write_text(markdown(board, pairs))
-    pairs.to_csv(paths[2], index=False)
-    seeds.to_csv(paths[3], index=False)
-    shutil.rmtree(out / "plots", ignore_errors=True)
-    plot(records, board, out / "plots")
+    baseline = pairs["baseline"].iloc[0] if len(pairs) else baseline
+    paths = [out / name for name in ("leaderboard.csv", "leaderboard.md", "paired.csv",
+                                     "per_seed.csv", "per_class.csv")]
+    for path, text in zip(paths, (board.to_csv(index=False), markdown(board, pairs),
+                                  pairs.to_csv(index=False), seeds.to_csv(index=False),
+                                  class_table(final_per_class(records)).to_csv(index=False))):
+        write_text(path, text)
+    plot(records, board, out / "plots", baseline)
     return [*paths, out / "plots"]
 
 

@@ -10,8 +10,10 @@ Results go to ``--out`` (default ``results/<name>``): ``records/<id>.json`` per 
 skips done cells, retries failed ones and runs the rest. Every user error is one line on
 stderr and exit status 2, before any work; a failed cell makes the exit status 1.
 
-torch, Avalanche and the methods are imported only once the arguments have parsed, so that
-``--help`` and flag errors answer at once.
+Everything a user can get wrong is checked before torch and Avalanche are imported (the
+stream catalog and the method declarations need neither), so that every user error answers
+at once; only what needs torch (an embedded stream's empty session, CUDA) or a cluster
+(Ray) is checked after, still before any cell runs.
 """
 from __future__ import annotations
 
@@ -19,8 +21,11 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import math
+import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
@@ -43,8 +48,9 @@ SWITCHES = ("channels_last",)
 
 EPILOG = """\
 streams: dataset:B<base>-C<inc>[?option=value&...], e.g. digits:B0-C2, coco:B40-C10,
-  voc:B0-C4?order=shuffled, digits:B0-C2?valid=0.1&eval=valid (--list shows datasets,
-  protocols and options).
+  'voc:B0-C4?order=shuffled', 'digits:B0-C2?valid=0.1&eval=valid' (quote a name with
+  ? or & in a shell; --list shows datasets, protocols and options). Options are sorted and
+  defaults dropped: 'digits:B0-C2?ratio=10' is the stream digits:B0-C2.
 resuming: a cell's id is a hash of its spec (method, stream, seed, overrides); each
   finished cell's record is written to OUT/records/ at once, so running the same command
   again skips done cells, retries failed ones and runs the rest, even after a kill.
@@ -66,16 +72,18 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _at_least(kind, minimum):
-    """An argparse type: a ``kind`` number >= ``minimum``."""
+def _at_least(kind, minimum, strict=False):
+    """An argparse type: a finite ``kind`` number >= ``minimum`` (> with ``strict``)."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
-            noun = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"expected {noun} >= {minimum}, got {text!r}")
+        if value is None or not math.isfinite(value) or value < minimum or (
+                strict and value == minimum):
+            noun = "an integer" if kind is int else "a finite number"
+            raise argparse.ArgumentTypeError(
+                f"expected {noun} {'>' if strict else '>='} {minimum}, got {text!r}")
         return value
     return parse
 
@@ -97,7 +105,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", help=f"comma-separated integer seeds (default {DEFAULT_SEEDS})")
     p.add_argument("--epochs", type=_at_least(int, 1), help="epochs per session")
     p.add_argument("--batch-size", type=_at_least(int, 1))
-    p.add_argument("--lr", type=_at_least(float, 0.0), help="learning rate")
+    p.add_argument("--lr", type=_at_least(float, 0.0, strict=True), help="learning rate")
     p.add_argument("--memory", type=_at_least(int, 0),
                    help="replay memory budget (per class or in total, as the recipe says)")
     p.add_argument("--memory-labels", choices=["own", "forward"],
@@ -139,7 +147,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default results/<name>)")
     p.add_argument("--name", help="grid name (default: the config's file name, or 'default')")
     p.add_argument("--baseline", metavar="METHOD",
-                   help="leaderboard differences are paired to this method (default replay)")
+                   help="leaderboard differences are paired to this method (default replay "
+                        "when in --methods, else the first of --methods)")
     p.add_argument("--rerun", metavar="METHOD[,METHOD]",
                    help="rerun these methods' cells even where records are done")
     p.add_argument("--tensorboard", action="store_true",
@@ -189,6 +198,7 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
             print(listing())
             return 0
         plan = _plan(args, config)
+        _check_heavy(plan, args)
     except (UsageError, GridError, MethodError, streams.StreamError, ClusterError) as exc:
         return _usage_error(exc)
     return execute(plan, cell)
@@ -235,13 +245,15 @@ def _config_argv(config: dict) -> list[str]:
 def _plan(args: argparse.Namespace, config: dict) -> Plan:
     """Validate everything a user can get wrong (creating only the results folder, to check
     that it is writable)."""
-    from benchmarks import models, streams
+    from benchmarks import backbones, streams
     from benchmarks.runner.grid import expand, parse_seeds, parse_sets, split_list
     from methods import discover
 
-    if args.backbone is not None and args.backbone not in models.BACKBONES:
-        raise UsageError(f"argument --backbone: invalid choice: {args.backbone!r} (choose "
-                         f"from {', '.join(sorted(models.BACKBONES))})")
+    if args.backbone is not None:
+        try:
+            backbones.check(args.backbone)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if not args.methods:
         known = ", ".join(sorted(discover())) or "none"
         raise UsageError(f"--methods is required, e.g. --methods finetune,replay; known: {known}")
@@ -273,22 +285,31 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
                          "PATH (a local torchvision state dict)")
     executor = args.executor or ("ray" if args.ray_address else "local")
     _check_ray_flags(args, executor)
-    if executor == "local" and args.device == "cuda":
+    name = args.name or (Path(args.config).stem if args.config else "default")
+    out = Path(args.out or Path("results") / name)
+    check_writable(out)
+    return Plan(grid.specs, notes, out, rerun, args.workers or 1, args.threads, executor,
+                args.ray_address, RAY_RETRIES if args.ray_retries is None else args.ray_retries,
+                args.tensorboard, args.quiet, args.baseline)
+
+
+def _check_heavy(plan: Plan, args: argparse.Namespace) -> None:
+    """What needs torch or a cluster: embedded streams without an empty session, a CUDA
+    device when asked for, and a Ray cluster that can run the cells (last: it asks it)."""
+    from benchmarks import streams
+
+    for name in dict.fromkeys(spec.stream for spec in plan.specs):
+        streams.check_sessions(name, args.data_root, args.image_size)
+    if plan.executor == "local" and args.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device here; accepted: auto, cpu")
-    name = args.name or (Path(args.config).stem if args.config else "default")
-    out = Path(args.out or Path("results") / name)
-    check_writable(out)
-    if executor == "ray":  # last: it asks the cluster
+    if plan.executor == "ray":
         from benchmarks.runner.ray_executor import check_fits, cluster_nodes
 
-        check_fits(grid.specs, cluster_nodes(args.ray_address, args.ray_timeout or RAY_TIMEOUT),
-                   args.workers or 1, args.threads, args.ray_address)
-    return Plan(grid.specs, notes, out, rerun, args.workers or 1, args.threads, executor,
-                args.ray_address, RAY_RETRIES if args.ray_retries is None else args.ray_retries,
-                args.tensorboard, args.quiet, args.baseline)
+        check_fits(plan.specs, cluster_nodes(args.ray_address, args.ray_timeout or RAY_TIMEOUT),
+                   plan.workers, plan.threads, args.ray_address)
 
 
 def _check_ray_flags(args: argparse.Namespace, executor: str) -> None:
@@ -321,7 +342,7 @@ def check_writable(out: Path) -> None:
 def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the pending cells, write each record as it arrives, render the report (also when
     interrupted, from the cells that finished)."""
-    from benchmarks.report import render
+    from benchmarks.report import default_baseline, render
 
     def say(line):
         if not plan.quiet:
@@ -329,6 +350,11 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
 
     for line in plan.notes:
         say(line)
+    baseline = plan.baseline or default_baseline(spec.method for spec in plan.specs)
+    if not plan.baseline and baseline != "replay" and len({s.method for s in plan.specs}) > 1:
+        say(f"paired differences are to {baseline}, the first of --methods (no --baseline "
+            "given and replay is not in the grid)")
+    ids = [spec.id for spec in plan.specs]
     store = Store(plan.out)
     todo = store.pending(plan.specs, plan.rerun)
     for path in store.set_aside:
@@ -343,16 +369,21 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
             "their plugin file's): their rows are flagged stale; rerun them with --rerun "
             + ",".join(stale))
     plan.out.mkdir(parents=True, exist_ok=True)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # as Ctrl-C
     try:
         if todo:
             _run_cells(plan, todo, store, version, cell)
     except KeyboardInterrupt:
-        paths = render(plan.out, version, plan.baseline)
+        paths = render(plan.out, version, baseline, ids)
         print(f"interrupted: finished cells are saved in {plan.out} and in its leaderboard; "
               "run the same command to resume", file=sys.stderr)
         print(" ".join(str(path) for path in paths))
         return 130
-    paths = render(plan.out, version, plan.baseline)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    paths = render(plan.out, version, baseline, ids)
     stored = store.load_all()
     failed = [stored[spec.id] for spec in plan.specs if stored[spec.id]["status"] != "done"]
     if failed:
@@ -364,6 +395,10 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
                   f"[{record['id']}]: {record['error']}", file=sys.stderr)
     print(" ".join(str(path) for path in paths))
     return 1 if failed else 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,

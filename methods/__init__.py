@@ -14,7 +14,6 @@ import pkgutil
 import sys
 from pathlib import Path
 
-from ._context import MethodContext
 from ._registry import (Method, MethodError, check_label_mode, lookup, register,
                        registered)
 from ._registry import resolve_hparams as _resolve_hparams
@@ -61,6 +60,13 @@ def resolve_hparams(name: str, overrides: dict) -> dict:
     methods first)."""
     discover()
     return _resolve_hparams(name, overrides)
+
+
+def __getattr__(attr):  # MethodContext imports torch and Avalanche: only when first asked for
+    if attr == "MethodContext":
+        from ._context import MethodContext
+        return MethodContext
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 __all__ = ["ENTRY_POINT_GROUP", "Method", "MethodContext", "MethodError", "check_label_mode", "discover",

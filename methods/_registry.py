@@ -7,14 +7,24 @@ A method file registers a build function::
         return ctx.template(plugins=[...])
 
 Hyperparameters merge as defaults < config file < ``--set name.key=value``; unknown keys,
-values of the wrong type and values outside a key's declared ``choices`` are a
-:class:`MethodError` naming what is accepted.
+values of the wrong type, non-finite numbers, and values outside a key's declared ``choices``
+or ``ranges`` are a :class:`MethodError` naming what is accepted. Every numeric
+hyperparameter declares its range. ``space`` declares what ``benchmarks.tune`` searches
+(the knobs the paper tunes), inside those ranges::
+
+    space={"alpha": ("log", 0.1, 10.0),     # log-uniform
+           "tau": ("float", 0.5, 0.9),      # uniform
+           "clusters": ("int", 2, 8),       # integers, both ends included
+           "kd": ("choice", ("dakd", "plain"))}
+
+This module imports no torch: a method's declaration is checked before any training.
 """
 from __future__ import annotations
 
+import math
 import sys
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import yaml
@@ -33,6 +43,8 @@ class Method:
     paper: str = ""
     choices: dict = field(default_factory=dict)
     source: str = ""  # the file that registered it
+    ranges: dict = field(default_factory=dict)
+    space: dict = field(default_factory=dict)
 
     @property
     def external(self) -> bool:
@@ -51,12 +63,22 @@ class Method:
 _METHODS: dict[str, Method] = {}
 
 
-def register(name: str, *, label_modes, defaults=None, paper: str = "", choices=None):
+SPACE_KINDS = ("float", "log", "int", "choice")
+
+
+def register(name: str, *, label_modes, defaults=None, paper: str = "", choices=None,
+             ranges=None, space=None):
     """Decorator: register ``build(ctx) -> strategy`` as method ``name``; ``choices`` maps a
-    hyperparameter to the values it accepts."""
+    hyperparameter to the values it accepts, ``ranges`` a numeric one to its ``(low,
+    high)`` bounds (inclusive; None: unbounded), ``space`` a tuned one to its search range
+    (see the module docstring). A declaration that contradicts itself is a MethodError."""
     modes = frozenset(label_modes)
     if not modes or not modes <= {"multi", "single"}:
         raise ValueError(f"method {name!r}: label_modes must be a subset of {{'multi', 'single'}}")
+    defaults, choices = dict(defaults or {}), {k: tuple(v) for k, v in (choices or {}).items()}
+    ranges, space = dict(ranges or {}), {k: _space_entry(name, k, v)
+                                         for k, v in (space or {}).items()}
+    _check_declaration(name, defaults, choices, ranges, space)
 
     def deco(fn):
         source = str(Path(getattr(sys.modules.get(fn.__module__), "__file__", None)
@@ -64,11 +86,76 @@ def register(name: str, *, label_modes, defaults=None, paper: str = "", choices=
         if name in _METHODS and _METHODS[name].source != source:
             raise MethodError(f"method {name!r} is registered twice: by "
                               f"{_METHODS[name].source} and by {source}; rename one of them")
-        _METHODS[name] = Method(name, fn, modes, dict(defaults or {}), paper,
-                                {k: tuple(v) for k, v in (choices or {}).items()}, source)
+        _METHODS[name] = Method(name, fn, modes, defaults, paper, choices, source, ranges,
+                                space)
         return fn
 
     return deco
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _space_entry(method: str, key: str, entry) -> tuple:
+    """A space entry as ``(kind, low, high)`` or ``("choice", values)``, checked."""
+    kind = entry[0] if isinstance(entry, (tuple, list)) and entry else None
+    if kind == "choice" and len(entry) == 2 and len(entry[1]):
+        return "choice", tuple(entry[1])
+    if kind in SPACE_KINDS[:3] and len(entry) == 3 and all(map(_numeric, entry[1:])):
+        low, high = entry[1:]
+        if low > high:
+            raise MethodError(f"space of {method}.{key}: low {low} > high {high}")
+        if kind == "log" and low <= 0:
+            raise MethodError(f"space of {method}.{key}: a log range must be above 0, got "
+                              f"({low}, {high})")
+        return kind, low, high
+    raise MethodError(f"space of {method}.{key}: expected (float|log|int, low, high) or "
+                      f"(choice, values), got {entry!r}")
+
+
+def _check_declaration(name, defaults, choices, ranges, space) -> None:
+    """Every numeric hyperparameter has a range holding its default; the space's keys are
+    hyperparameters and its values lie within their ranges or choices."""
+    for what, keys in (("choices", choices), ("ranges", ranges), ("space", space)):
+        unknown = sorted(set(keys) - set(defaults))
+        if unknown:
+            raise MethodError(f"method {name!r}: {what} name(s) {', '.join(unknown)}, which "
+                              "are not hyperparameters (keys of defaults)")
+    missing = sorted(k for k, v in defaults.items()
+                     if (_numeric(v) or v is None and k not in choices) and k not in ranges)
+    if missing:
+        raise MethodError(f"method {name!r}: numeric hyperparameter(s) {', '.join(missing)} "
+                          "need a range, e.g. ranges={'alpha': (0.0, None)}")
+    for key, value in defaults.items():
+        _check_value(name, key, value, choices, ranges)
+    for key, entry in space.items():
+        values = entry[1] if entry[0] == "choice" else entry[1:]
+        for value in values:
+            _check_value(name, key, value, choices, ranges, f"space of {name}.{key}")
+
+
+def _check_value(method, key, value, choices, ranges, what=None) -> None:
+    """MethodError unless ``value`` is finite and inside ``key``'s choices and range."""
+    what = what or f"{method}.{key}={value!r}"
+    if key in choices and value not in choices[key]:
+        raise MethodError(f"{what} is not accepted; accepted: "
+                          + ", ".join(map(str, choices[key])))
+    if not _numeric(value):
+        if key in ranges and value is not None:
+            raise MethodError(f"{what}: expected a number or null")
+        return
+    if not math.isfinite(value):
+        raise MethodError(f"{what}: expected a finite number, got {value!r}")
+    low, high = ranges.get(key, (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise MethodError(f"{what} is out of range; accepted: {_range_text(low, high)}")
+
+
+def _range_text(low, high) -> str:
+    if low is not None and high is not None:
+        return f"from {low} to {high}"
+    return f">= {low}" if low is not None else f"<= {high}" if high is not None else "any"
 
 
 def registered() -> dict[str, Method]:
@@ -87,6 +174,11 @@ def _coerce(method: str, key: str, value, default):
         try:
             value = yaml.safe_load(value)
         except yaml.YAMLError:
+            pass
+    if isinstance(value, str) and (isinstance(default, float) or default is None):
+        try:  # YAML reads 1e-3 as a string
+            value = float(value)
+        except ValueError:
             pass
     kind = type(default)
     if default is None or isinstance(value, kind) and not (
@@ -107,10 +199,8 @@ def resolve_hparams(name: str, overrides: dict) -> dict:
         raise MethodError(f"unknown hyperparameter(s) {', '.join(unknown)} for method "
                           f"{name!r}; accepted: {accepted}")
     hparams = {k: _coerce(name, k, overrides.get(k, v), v) for k, v in method.defaults.items()}
-    for key, accepted in method.choices.items():
-        if hparams[key] not in accepted:
-            raise MethodError(f"{name}.{key}={hparams[key]!r} is not accepted; accepted: "
-                              + ", ".join(map(str, accepted)))
+    for key, value in hparams.items():
+        _check_value(name, key, value, method.choices, method.ranges)
     return hparams
 
 

@@ -9,17 +9,21 @@ its LwF term (``--memory 0`` drops the memory from both).
 """
 from functools import partial
 
-from strategies.losses import NEGATIVES, asymmetric_loss
+from strategies.options import NEGATIVES
 
 from ._registry import register
 
 ASL_DEFAULTS = {"gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05, "negatives": "labelled"}
+ASL_RANGES = {"gamma_neg": (0.0, None), "gamma_pos": (0.0, None), "clip": (0.0, 1.0)}
+ASL_SPACE = {"gamma_neg": ("float", 0.0, 6.0), "clip": ("float", 0.0, 0.2)}
 
 
 @register("asl", label_modes={"multi"}, paper="arXiv:2009.14119", defaults=ASL_DEFAULTS,
-          choices={"negatives": NEGATIVES})
+          choices={"negatives": NEGATIVES}, ranges=ASL_RANGES, space=ASL_SPACE)
 def build(ctx):
     """The asymmetric loss with the recipe's replay memory (plain ASL on one session)."""
+    from strategies.losses import asymmetric_loss
+
     h = ctx.hparams
     loss = partial(asymmetric_loss, gamma_neg=h["gamma_neg"], gamma_pos=h["gamma_pos"],
                    clip=h["clip"])

@@ -19,9 +19,7 @@ al. (NeurIPS 2020, Eq. 4).
   logits`` distils each old class's sigmoid (BCE to the previous model's probability), as
   ``lwf`` does on multi-label streams.
 """
-from strategies.bsce import BalancedPrior
-from strategies.distillation import LwFPlugin
-from strategies.losses import NEGATIVES
+from strategies.options import NEGATIVES
 
 from ._registry import register
 
@@ -29,9 +27,14 @@ from ._registry import register
 @register("bsce", label_modes={"multi", "single"}, paper="arXiv:2103.12532",
           defaults={"kd": "logits", "kd_weight": 1.0, "temperature": 2.0,
                     "negatives": "labelled"},
-          choices={"kd": ("none", "logits"), "negatives": NEGATIVES})
+          choices={"kd": ("none", "logits"), "negatives": NEGATIVES},
+          ranges={"kd_weight": (0.0, None), "temperature": (0.01, None)},
+          space={"kd_weight": ("log", 0.1, 10.0), "temperature": ("float", 1.0, 4.0)})
 def build(ctx):
     """BSCE: replay with the balanced softmax (sigmoid) loss and logit distillation."""
+    from strategies.bsce import BalancedPrior
+    from strategies.distillation import LwFPlugin
+
     balanced = BalancedPrior(ctx.info.label_mode)
     plugins = [balanced, ctx.memory()]
     if ctx.hparams["kd"] == "logits":

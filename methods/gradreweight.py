@@ -12,8 +12,7 @@ same hold-out here. ``negatives`` (multi-label): which unlabelled entries the ba
 sigmoid supervises, as for ``replay``. ``adjust``, ``reweight`` and ``kd`` switch the
 method's parts off for ablations (configs/gradreweight-ablation.yaml).
 """
-from strategies.gradreweight import GradientReweighting
-from strategies.losses import NEGATIVES
+from strategies.options import NEGATIVES
 
 from ._registry import register
 
@@ -21,9 +20,13 @@ from ._registry import register
 @register("gradreweight", label_modes={"multi", "single"}, paper="arXiv:2402.18528",
           defaults={"kd_weight": 0.7, "temperature": 2.0, "negatives": "labelled",
                     "adjust": True, "reweight": True, "kd": "dakd"},
-          choices={"negatives": NEGATIVES, "kd": ("dakd", "plain")})
+          choices={"negatives": NEGATIVES, "kd": ("dakd", "plain")},
+          ranges={"kd_weight": (0.0, None), "temperature": (0.01, None)},
+          space={"kd_weight": ("log", 0.1, 10.0), "temperature": ("float", 1.0, 4.0)})
 def build(ctx):
     """Gradient reweighting: class-balanced classifier gradients, distribution-aware KD."""
+    from strategies.gradreweight import GradientReweighting
+
     h = ctx.hparams
     method = GradientReweighting(ctx.info.label_mode, h["kd_weight"], h["temperature"],
                                  h["adjust"], h["reweight"], h["kd"])

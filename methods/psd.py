@@ -10,21 +10,27 @@ distillation on old classes (``lwf_alpha``, strategies/distillation.py) to PSD's
 with fewer than 2 partitioned classes trains by plain ASL (said in its record's ``notes``).
 On the one-session protocol (``digits:B10``) this is PSD as published.
 """
-from strategies.distillation import LwFPlugin
-from strategies.losses import NEGATIVES
-from strategies.psd import ParallelSelfDistillation
+from strategies.options import NEGATIVES
 
-from ._context import make_optimizer
 from ._registry import register
-from .asl import ASL_DEFAULTS
+from .asl import ASL_DEFAULTS, ASL_RANGES
 
 
 @register("psd", label_modes={"multi"}, paper="arXiv:2205.10986",
           defaults={"clusters": 5, "alpha": 0.5, "teacher_epochs": None, "lwf_alpha": 1.0,
                     **ASL_DEFAULTS},
-          choices={"negatives": NEGATIVES})
+          choices={"negatives": NEGATIVES},
+          ranges={"clusters": (1, 64), "alpha": (0.0, 1.0), "teacher_epochs": (1, None),
+                  "lwf_alpha": (0.0, None), **ASL_RANGES},
+          space={"alpha": ("float", 0.0, 1.0), "clusters": ("int", 2, 5),
+                 "lwf_alpha": ("log", 0.1, 10.0)})
 def build(ctx):
     """PSD: 2K teachers on CGP/DGP label-graph partitions distilled into the model."""
+    from strategies.distillation import LwFPlugin
+    from strategies.psd import ParallelSelfDistillation
+
+    from ._context import make_optimizer
+
     h = ctx.hparams
     psd = ParallelSelfDistillation(
         lambda teachers: make_optimizer(teachers, ctx.train), clusters=h["clusters"],

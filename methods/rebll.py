@@ -22,9 +22,7 @@ or_mode=off``.
 """
 from functools import partial
 
-from strategies.losses import asymmetric_loss
-from strategies.rebll import (LAMBDA_MODES, OR_LABELS, OR_MODES, OR_SCOPES, AKDPlugin,
-                              RelabelPlugin)
+from strategies.options import LAMBDA_MODES, OR_LABELS, OR_MODES, OR_SCOPES
 
 from ._registry import register
 
@@ -36,9 +34,17 @@ DEFAULTS = {"gamma_pos": 2.0, "gamma_neg": 0.0, "neg_weight": 1.0, "clip": 0.05,
 
 @register("rebll", label_modes={"multi"}, paper="arXiv:2408.12161", defaults=DEFAULTS,
           choices={"negatives": ("seen", "session"), "lambda_mode": LAMBDA_MODES,
-                   "or_mode": OR_MODES, "or_scope": OR_SCOPES, "or_labels": OR_LABELS})
+                   "or_mode": OR_MODES, "or_scope": OR_SCOPES, "or_labels": OR_LABELS},
+          ranges={"gamma_pos": (0.0, None), "gamma_neg": (0.0, None), "neg_weight": (0.0, None),
+                  "clip": (0.0, 1.0), "lambda": (0.0, None), "mu": (0.0, None),
+                  "tau": (0.0, 1.0)},
+          space={"gamma_pos": ("float", 0.0, 4.0), "tau": ("float", 0.5, 0.95),
+                 "lambda": ("log", 0.1, 10.0), "mu": ("log", 0.1, 10.0)})
 def build(ctx):
     """RebLL (reconstruction): replay with asymmetric KD and online relabeling."""
+    from strategies.losses import asymmetric_loss
+    from strategies.rebll import AKDPlugin, RelabelPlugin
+
     h = ctx.hparams
     if h["akd"]:
         cls = dict(gamma_pos=h["gamma_pos"], gamma_neg=h["gamma_neg"], clip=h["clip"],

@@ -6,7 +6,7 @@ the MLCIL papers (KRT, RebLL) does.
 ``negatives`` (multi-label): ``labelled`` (default) trains on the labelled entries only;
 ``seen`` treats every seen class not labelled positive as a negative, which is the replay
 baseline of the MLCIL papers (KRT lineage)."""
-from strategies.losses import NEGATIVES
+from strategies.options import NEGATIVES
 
 from ._registry import register
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-NEGATIVES = ("labelled", "seen", "session")
+from .options import NEGATIVES
 
 
 def supervised_mask(mask: torch.Tensor, negatives: str, n_old: int) -> torch.Tensor:

@@ -28,8 +28,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer
 
 from .loader import eval_outputs
-
-MEMORY_LABELS = ("own", "forward")
+from .options import MEMORY_LABELS
 
 
 def herding_order(features: torch.Tensor, k: int) -> torch.Tensor:

@@ -33,11 +33,7 @@ import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
 from .loader import eval_outputs
-
-LAMBDA_MODES = ("fixed", "adaptive")
-OR_MODES = ("online", "end_of_session", "off")
-OR_SCOPES = ("memory", "all")
-OR_LABELS = ("hard", "soft")
+from .options import OR_MODES, OR_SCOPES
 
 
 def decay_weight(q: torch.Tensor, lam) -> torch.Tensor:

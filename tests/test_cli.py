@@ -94,7 +94,7 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.split() == [str(tmp_path / name) for name in
                            ("leaderboard.csv", "leaderboard.md", "paired.csv", "per_seed.csv",
-                            "plots")]
+                            "per_class.csv", "plots")]
     assert err.splitlines()[0].startswith(f"1 of 2 cells failed (tracebacks in {tmp_path}")
     assert "explode on digits" in err and "RuntimeError: explode cannot be built" in err
     status = {r["spec"]["method"]: r["status"] for r in Store(tmp_path).load_all().values()}
@@ -221,7 +221,7 @@ def existing(tmp_path_factory):
     (["--streams", "digits:B0-C2?train=100000000"], "needs about 644 GiB for its images alone"),
     (["--image-size", "20000"], "digits:B0-C2 at image size 20000 and batch size 64 needs about"),
     (["--streams", "digits:B0-C2?train=50&ratio=1000&data_seed=2"],
-     "session 0 of digits:B0-C2?train=50&ratio=1000&data_seed=2 has no train image"),
+     "session 0 of digits:B0-C2?data_seed=2&ratio=1000&train=50 has no train image"),
     (["--streams", "digits:B0-C2?eval=valid"], "option eval=valid in 'digits:B0-C2?eval=valid' "
                                                "needs a validation split"),
     (["--seeds", "-1"], "seed -1 is out of range; accepted: integers from 0 to 4294967295"),
@@ -280,7 +280,8 @@ PLUGIN = '''
 from methods import register
 
 
-@register("{name}", label_modes={{"multi"}}, defaults={{"weight": {weight}}})
+@register("{name}", label_modes={{"multi"}}, defaults={{"weight": {weight}}},
+          ranges={{"weight": (0.0, None)}})
 def build(ctx):
     """A plugin method."""
     raise NotImplementedError

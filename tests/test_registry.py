@@ -13,7 +13,8 @@ from methods import MethodError
 METHOD_FILE = """
 from methods import register
 
-@register("{name}", label_modes={{"multi"}}, defaults={{"scale": 1.0}})
+@register("{name}", label_modes={{"multi"}}, defaults={{"scale": 1.0}},
+          ranges={{"scale": (None, None)}})
 def build(ctx):
     \"\"\"A finetune whose loss is scaled.\"\"\"
     return ctx.template(criterion=lambda z, y, m: ctx.hparams["scale"] *

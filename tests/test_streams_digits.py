@@ -135,7 +135,7 @@ def test_eval_valid_evaluates_on_the_validation_split():
                            built.benchmark.valid_stream[t].dataset.index)
     with pytest.raises(StreamError, match="needs a validation split"):
         streams.parse(TINY + "&eval=valid")
-    with pytest.raises(StreamError, match="eval='train' must be one of: test, valid"):
+    with pytest.raises(StreamError, match="eval='train' for 'digits' must be one of: test, valid"):
         streams.parse(TINY + "&valid=0.1&eval=train")
 
 
@@ -164,7 +164,9 @@ def test_images_are_tensors_of_the_canvas_size_or_the_asked_one(tiny):
     ("nope:B0-C2", "unknown dataset 'nope'"),
     ("digits:B0-C3", "does not divide 10 classes"),
     ("digits:B0-C2?colour=red", "unknown option 'colour'"),
-    ("digits:B0-C2?ratio=high", "must be float"),
+    ("digits:B0-C2?ratio=high", "must be a finite float"),
+    ("digits:B0-C2?ratio=nan", "must be a finite float"),
+    ("digits:B0-C2?ratio=10&ratio=20", "'ratio' given twice"),
     ("digits:B0-C2?valid=1.5", "must be in [0, 1)"),
 ])
 def test_bad_stream_names_are_one_clear_error(name, message):

@@ -150,7 +150,7 @@ def test_coco_crowd_annotations_count_for_membership_with_zero_rows(coco_root):
     assert _sessions(built, "test_stream") == [
         {"20": {"bicycle"}, "22": {"airplane", "car"}}, {**COCO_VAL_LABELS, "23": set()}]
     _check_multilabel_blocks(built, empty_rows=True)
-    with pytest.raises(StreamError, match="option crowd='keep' must be one of: include, drop"):
+    with pytest.raises(StreamError, match="option crowd='keep' for 'coco' must be one of: include, drop"):
         streams.check("coco:B0-C2?crowd=keep", str(coco_root))
 
 

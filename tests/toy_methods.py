@@ -3,7 +3,8 @@ from methods import register
 
 
 @register("toy", label_modes={"multi", "single"},
-          defaults={"alpha": 1.0, "steps": 2, "mode": "ok"})
+          defaults={"alpha": 1.0, "steps": 2, "mode": "ok"},
+          ranges={"alpha": (None, None), "steps": (None, None)})
 def build_toy(ctx):
     """A toy method for the fake cell (tests/fake_cell.py); the real cell cannot build it."""
     raise NotImplementedError("toy runs only in the fake cell")

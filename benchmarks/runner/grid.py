@@ -57,7 +57,11 @@ MAX_SEED = 2 ** 32 - 1  # what numpy's seeding accepts
 
 
 def parse_seeds(value) -> list[int]:
-    """``"0,1,2"`` or ``[0, 1, 2]`` as a list of ints from 0 to 2**32 - 1."""
+    """``"0,1,2"`` or ``[0, 1, 2]`` as a list of ints from 0 to 2**32 - 1 (no empty item)."""
+    if isinstance(value, str) and value.strip() and any(
+            not item.strip() for item in value.split(",")):
+        raise GridError(f"seeds must be comma-separated integers without empty items, e.g. "
+                        f"--seeds 0,1,2; got {value!r}")
     seeds = []
     for item in split_list(value):
         try:
@@ -122,11 +126,14 @@ def expand(methods: list[str], stream_names: list[str], seeds: list[int], *,
     ``plugins`` are the method files a cell loads (loaded here already).
 
     Raises MethodError (unknown method or key, wrong type) or StreamError (bad stream name).
-    A key in ``sets`` is fixed: it is taken out of ``grid``.
+    A key in ``sets`` is fixed: it is taken out of ``grid``. Streams are named canonically
+    (:func:`benchmarks.streams.canonical`), so that one stream is one cell id however the
+    user wrote its options.
     """
     sets, grid = sets or {}, grid or {}
     for method in [*methods, *sets, *grid]:
         get(method)
+    stream_names = list(dict.fromkeys(streams.canonical(name) for name in stream_names))
     modes = {name: streams.parse(name)[0].label_mode for name in stream_names}
     variants = {method: _variants(method, sets.get(method, {}), grid.get(method, {}))
                 for method in dict.fromkeys([*methods, *sets, *grid])}

@@ -2,32 +2,33 @@
 
 ``build("digits:B0-C2")`` returns a :class:`BuiltStream` (the Avalanche benchmark with
 ``train_stream``, ``test_stream``, ``joint_stream`` and optionally ``valid_stream``, plus a
-:class:`StreamInfo`). Each dataset module registers itself with :func:`register`.
+:class:`StreamInfo`). What each dataset accepts (protocols, options and their ranges, data
+layout, training recipe) is declared in ``catalog.py`` without torch, so :func:`parse`,
+:func:`canonical` and :func:`check` answer before torch is imported; the builders, one
+module per dataset, are imported only by :func:`build`.
 
 Every option is checked (type, range, choices) by :func:`parse` before any data is read, and
-:func:`check` refuses a stream whose images would clearly not fit in this machine's memory,
-and an embedded stream with an empty session. Options every dataset accepts: ``valid`` (fraction of the training images held out as a
-validation split, by image, default 0) and ``eval`` (``test``, the default, or ``valid``:
-evaluate on the validation split instead of the test set, for choosing hyperparameters
-without looking at test numbers). Each dataset adds its own (e.g. ``data_seed``).
+:func:`check` refuses a stream whose images would clearly not fit in this machine's memory
+(:func:`check_sessions`, which builds an embedded stream, refuses one with an empty
+session). Options every dataset accepts: ``valid`` (fraction of the training images held out
+as a validation split, by image, default 0) and ``eval`` (``test``, the default, or
+``valid``: evaluate on the validation split instead of the test set, for choosing
+hyperparameters without looking at test numbers). Each dataset adds its own (e.g.
+``data_seed``). :func:`canonical` gives a stream its one name: options sorted, values
+normalised, defaults dropped.
 """
 from __future__ import annotations
 
+import importlib
+import math
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .base import (
-    LabelledSet,
-    StreamError,
-    StreamInfo,
-    StreamName,
-    carve_validation,
-    cumulative_sets,
-    make_benchmark,
-    parse_name,
-    session_splits,
-)
+from .names import Layout, StreamError, StreamName, parse_name, session_splits
+
+if TYPE_CHECKING:
+    from .base import LabelledSet, StreamInfo
 
 COMMON_OPTIONS = {"valid": 0.0, "eval": "test"}
 EVAL_SPLITS = ("test", "valid")
@@ -50,22 +51,28 @@ class StreamData:
 
 @dataclass
 class Dataset:
-    """A registered dataset: how to check and build its streams."""
+    """A declared dataset: what its streams accept, and where its builder lives
+    (``builder``: ``"module:function"`` inside this package)."""
 
     name: str
     label_mode: str
     num_classes: Callable[[dict], int]
     protocols: list[str]
-    build: Callable[[StreamName, Optional[str], Optional[int]], StreamData]
+    builder: str
     options: dict = field(default_factory=dict)
-    check: Optional[Callable[[StreamName, Optional[str]], None]] = None
-    description: str = ""
+    choices: dict = field(default_factory=dict)
     limits: dict = field(default_factory=dict)
+    layout: Optional[Layout] = None
+    description: str = ""
     recipe: dict = field(default_factory=dict)
     channels: int = 3
     pool_bytes: Callable[[dict], int] = lambda options: 0
     embedded: bool = False
     published_pretrained: bool = False
+
+    def locate(self, data_root: Optional[str]):
+        """The folder holding this dataset's files (StreamError naming the layout if not)."""
+        return self.layout.locate(self.name, data_root)
 
 
 _DATASETS: dict[str, Dataset] = {}
@@ -85,35 +92,34 @@ class BuiltStream:
         return iter((self.benchmark, self.info))
 
 
-def register(name, *, label_mode, num_classes, protocols, recipe, options=None, limits=None,
-             check=None, description="", channels=3, pool_bytes=None, embedded=False,
-             published_pretrained=False):
-    """Decorator registering ``fn(stream_name, data_root, image_size) -> StreamData``.
+def declare(name, *, label_mode, num_classes, protocols, builder, recipe, options=None,
+            choices=None, limits=None, layout=None, description="", channels=3,
+            pool_bytes=None, embedded=False, published_pretrained=False) -> Dataset:
+    """Declare dataset ``name``, built by ``builder(stream_name, data_root, image_size) ->
+    StreamData``.
 
     ``num_classes`` is an int or a function of the parsed options; ``options`` maps each
-    accepted option to its default (its type is the default's type) and ``limits`` a numeric
-    option to its accepted ``(low, high)`` range (None: unbounded); ``data_seed`` is always
-    checked. ``recipe`` is the default training recipe, ``channels`` the images' channels,
-    ``pool_bytes(options)`` the memory the dataset holds its images in, ``embedded``
-    marks a stream cheap enough to build when checking it, and ``published_pretrained`` a
-    dataset whose published numbers start from ImageNet-pretrained weights.
+    accepted option to its default (its type is the default's type), ``choices`` a string
+    option to its accepted values and ``limits`` a numeric option to its accepted ``(low,
+    high)`` range (None: unbounded); ``data_seed`` is always checked. ``layout`` says where a
+    real dataset's files live, ``recipe`` is the default training recipe, ``channels`` the
+    images' channels, ``pool_bytes(options)`` the memory the dataset holds its images in,
+    ``embedded`` marks a stream cheap enough to build when checking it, and
+    ``published_pretrained`` a dataset whose published numbers start from
+    ImageNet-pretrained weights.
     """
     count = num_classes if callable(num_classes) else (lambda opts, n=num_classes: n)
     opts = {**COMMON_OPTIONS, **(options or {})}
     bounds = {**({"data_seed": SEED_LIMITS} if "data_seed" in opts else {}), **(limits or {})}
-
-    def deco(fn):
-        _DATASETS[name] = Dataset(name, label_mode, count, list(protocols), fn, opts, check,
-                                  description, bounds, dict(recipe), channels,
-                                  pool_bytes or (lambda options: 0), embedded,
-                                  published_pretrained)
-        return fn
-
-    return deco
+    _DATASETS[name] = Dataset(name, label_mode, count, list(protocols), builder, opts,
+                              {"eval": EVAL_SPLITS, **(choices or {})}, bounds, layout,
+                              description, dict(recipe), channels,
+                              pool_bytes or (lambda options: 0), embedded, published_pretrained)
+    return _DATASETS[name]
 
 
 def datasets() -> dict[str, Dataset]:
-    """All registered datasets by name."""
+    """All declared datasets by name."""
     return dict(_DATASETS)
 
 
@@ -127,7 +133,13 @@ def _typed(dataset: Dataset, key: str, value: str):
     try:
         typed = kind(value)
     except ValueError:
-        raise StreamError(f"option {key}={value!r} for {dataset.name!r} must be {kind.__name__}")
+        typed = None
+    if typed is None or kind is float and not math.isfinite(typed):
+        what = f"a finite {kind.__name__}" if kind is float else kind.__name__
+        raise StreamError(f"option {key}={value!r} for {dataset.name!r} must be {what}")
+    if key in dataset.choices and typed not in dataset.choices[key]:
+        raise StreamError(f"option {key}={value!r} for {dataset.name!r} must be one of: "
+                          + ", ".join(dataset.choices[key]))
     low, high = dataset.limits.get(key, (None, None))
     if (low is not None and typed < low) or (high is not None and typed > high):
         accepted = (f"from {low} to {high}" if high is not None else f">= {low}") \
@@ -151,20 +163,33 @@ def parse(name: str) -> tuple[Dataset, StreamName]:
     session_splits(dataset.num_classes(parsed.options), parsed.base, parsed.inc)
     if not 0.0 <= parsed.options["valid"] < 1.0:
         raise StreamError(f"option valid={parsed.options['valid']} must be in [0, 1)")
-    if parsed.options["eval"] not in EVAL_SPLITS:
-        raise StreamError(f"option eval={parsed.options['eval']!r} must be one of: "
-                          + ", ".join(EVAL_SPLITS))
     if parsed.options["eval"] == "valid" and not parsed.options["valid"]:
         raise StreamError(f"option eval=valid in {name!r} needs a validation split, "
                           "e.g. ?valid=0.1&eval=valid")
     return dataset, parsed
 
 
+def _text(value) -> str:
+    """An option value as the canonical name writes it: 10.0 -> 10, 0.10 -> 0.1."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def canonical(name: str) -> str:
+    """The stream's one name: options that differ from their defaults, sorted by key, values
+    normalised (``digits:B0-C2?test=150&train=300`` for ``?train=300&test=150``, and
+    ``digits:B0-C2`` for ``?ratio=10.0``). Raises StreamError for an invalid name."""
+    dataset, parsed = parse(name)
+    options = {k: v for k, v in parsed.options.items() if v != dataset.options[k]}
+    return str(replace(parsed, options={k: _text(v) for k, v in options.items()}))
+
+
 def check(name: str, data_root: Optional[str] = None, image_size: Optional[int] = None,
           batch_size: Optional[int] = None) -> None:
-    """Raise StreamError if ``name`` is invalid, its data is missing under ``data_root``, its
-    images (held pools plus two batches at ``image_size``) would not fit in this machine's
-    memory, or an embedded stream has a session without training or test images."""
+    """Raise StreamError if ``name`` is invalid, its data is missing under ``data_root``, or
+    its images (held pools plus two batches at ``image_size``) would not fit in this
+    machine's memory. Needs no torch."""
     dataset, parsed = parse(name)
     side = image_size or parsed.options.get("size") or dataset.recipe["image_size"]
     batch = batch_size or dataset.recipe["batch_size"]
@@ -174,13 +199,17 @@ def check(name: str, data_root: Optional[str] = None, image_size: Optional[int] 
         raise StreamError(f"{name} at image size {side} and batch size {batch} needs about "
                           f"{need / 2 ** 30:.0f} GiB for its images alone, more than this "
                           f"machine's {have / 2 ** 30:.0f} GiB: lower its sizes")
-    if dataset.check is not None:
-        dataset.check(parsed, data_root)
-    if dataset.embedded:
-        _check_sessions(name, build(name, data_root, image_size).benchmark)
+    if dataset.layout is not None:
+        dataset.locate(data_root)
 
 
-def _check_sessions(name: str, benchmark) -> None:
+def check_sessions(name: str, data_root: Optional[str] = None,
+                   image_size: Optional[int] = None) -> None:
+    """Raise StreamError if an embedded stream has a session without training or test
+    images (it builds the stream: torch is imported)."""
+    if not parse(name)[0].embedded:
+        return
+    benchmark = build(name, data_root, image_size).benchmark
     for kind in ("train", "test"):
         for t, exp in enumerate(getattr(benchmark, f"{kind}_stream")):
             if not len(exp.dataset):
@@ -191,10 +220,14 @@ def _check_sessions(name: str, benchmark) -> None:
 def build(name: str, data_root: Optional[str] = None, image_size: Optional[int] = None,
           ) -> BuiltStream:
     """Build the stream ``name``; ``image_size`` overrides the recipe's input size."""
+    from .base import carve_validation, cumulative_sets, make_benchmark
+
     dataset, parsed = parse(name)
-    if dataset.check is not None:
-        dataset.check(parsed, data_root)
-    data = dataset.build(parsed, data_root, image_size)
+    if dataset.layout is not None:
+        dataset.locate(data_root)
+    module, function = dataset.builder.split(":")
+    data = getattr(importlib.import_module(f"{__name__}.{module}"), function)(
+        parsed, data_root, image_size)
     info = data.info
     info.name = name
     train_sets, test_sets, valid_sets = data.train_sets, data.test_sets, None
@@ -209,8 +242,15 @@ def build(name: str, data_root: Optional[str] = None, image_size: Optional[int] 
                        data.full_train_labels)
 
 
-# Registration happens on import of each dataset module.
-from . import cifar100lt, coco, digits, synthetic, voc  # noqa: E402,F401
+def __getattr__(attr):  # the torch-side names, imported on first use
+    if attr in ("LabelledSet", "StreamInfo"):
+        from . import base
+        return getattr(base, attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
-__all__ = ["BuiltStream", "LabelledSet", "StreamData", "StreamError", "StreamInfo",
-           "build", "check", "datasets", "parse", "register", "session_splits"]
+
+from . import catalog  # noqa: E402,F401  (declares every dataset)
+
+__all__ = ["BuiltStream", "Dataset", "Layout", "StreamData", "StreamError", "build",
+           "canonical", "check", "check_sessions", "datasets", "declare", "parse",
+           "session_splits"]

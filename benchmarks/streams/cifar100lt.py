@@ -20,20 +20,14 @@ import numpy as np
 import torch
 from torchvision import transforms as T
 
-from . import StreamData, register
+from . import StreamData, datasets
+from .catalog import CIFAR_FOLDER as FOLDER
+from .catalog import CIFAR_RECIPE as RECIPE
 from .base import StreamInfo, positions, session_splits, singlelabel_sets
-from .images import (ArrayPool, arrival_order, check_choice, locate, normalised,
+from .images import (ArrayPool, arrival_order, normalised,
                      recipe)
 
-FOLDER = "cifar-100-python"
-PARTS = [f"{FOLDER}/{part}" for part in ("train", "test", "meta")]
-LAYOUT = ("<data_root>/cifar-100-python/{train,test,meta} (the python version of CIFAR-100, "
-          "as torchvision.datasets.CIFAR100 stores it)")
-ORDERS = ("ordered", "shuffled")
 CIFAR_MEAN, CIFAR_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-RECIPE = dict(backbone="resnet32", image_size=32, epochs=160, optimizer="sgd", lr=0.1,
-              weight_decay=5e-4, batch_size=128, memory=20, memory_mode="per_class",
-              selection="herding", milestones=[80, 120], num_workers=4, reset_optimizer=True)
 
 
 def _unpickle(root: Path, part: str) -> dict:
@@ -73,26 +67,16 @@ def cifar_transforms(size: int) -> dict:
     return normalised(train, resize, CIFAR_MEAN, CIFAR_STD)
 
 
-def check_cifar(name, data_root):
-    check_choice("order", name.options["order"], ORDERS)
-    locate("cifar100lt", data_root, PARTS, LAYOUT)
-
-
-@register("cifar100lt", label_mode="single", num_classes=100,
-          protocols=["B0-C10", "B50-C10", "B0-C5"],
-          options={"ratio": 100.0, "order": "shuffled", "data_seed": 0}, check=check_cifar,
-          limits={"ratio": (1, 500)}, recipe=RECIPE, pool_bytes=lambda o: 60_000 * 32 * 32 * 3,
-          description="CIFAR-100-LT single-label, n_c = 500 * ratio^(-c/99), balanced test")
 def build_cifar100lt(name, data_root=None, image_size=None):
     opts = name.options
-    root = locate("cifar100lt", data_root, PARTS, LAYOUT)
+    root = datasets()["cifar100lt"].locate(data_root)
     class_names = [n.decode() for n in _unpickle(root, "meta")[b"fine_label_names"]]
     num_classes = len(class_names)
     x_train, l_train = _split(root, "train")
     x_test, l_test = _split(root, "test")
     counts = long_tail_counts(torch.bincount(l_train, minlength=num_classes), opts["ratio"])
     kept = first_per_class(l_train, counts)
-    order = arrival_order(num_classes, opts["order"], ORDERS[0], opts["data_seed"])
+    order = arrival_order(num_classes, opts["order"], "ordered", opts["data_seed"])
     position = positions(order)
     y_train, y_test = position[l_train[kept]], position[l_test]
     sessions = session_splits(num_classes, name.base, name.inc)

@@ -27,16 +27,10 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 
-from . import register
-from .images import MLCIL_RECIPE, Split, check_choice, locate, multilabel_stream
-
-SPLITS = ("train2014", "val2014")
-PARTS = [f"annotations/instances_{s}.json" for s in SPLITS] + list(SPLITS)
-LAYOUT = ("<data_root>/annotations/instances_{train,val}2014.json with images in "
-          "<data_root>/train2014/ and <data_root>/val2014/ (MS-COCO 2014)")
-ORDERS = ("alphabetical", "shuffled")
-CROWD = ("include", "drop")
-
+from . import datasets
+from .catalog import COCO_SPLITS as SPLITS
+from .catalog import MLCIL_RECIPE
+from .images import Split, multilabel_stream
 
 def _load(root: Path, split: str) -> COCO:
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
@@ -64,22 +58,12 @@ def _split(root: Path, split: str, coco: COCO, index: dict[int, int], crowd: str
     return Split(paths, np.searchsorted(image_ids, ann_images), ann_classes, is_crowd)
 
 
-def check_coco(name, data_root):
-    check_choice("order", name.options["order"], ORDERS)
-    check_choice("crowd", name.options["crowd"], CROWD)
-    locate("coco", data_root, PARTS, LAYOUT)
-
-
-@register("coco", label_mode="multi", num_classes=80, protocols=["B0-C10", "B40-C10"],
-          options={"order": "alphabetical", "data_seed": 0, "crowd": "include"},
-          check=check_coco, recipe=MLCIL_RECIPE, published_pretrained=True,
-          description="MS-COCO 2014 multi-label (train2014 / val2014), pycocotools")
 def build_coco(name, data_root=None, image_size=None):
-    root = locate("coco", data_root, PARTS, LAYOUT)
+    root = datasets()["coco"].locate(data_root)
     train_coco, val_coco = _load(root, SPLITS[0]), _load(root, SPLITS[1])
     class_names, index = _categories(train_coco)
     crowd = name.options["crowd"]
     train = _split(root, SPLITS[0], train_coco, index, crowd)
     test = _split(root, SPLITS[1], val_coco, index, crowd)
-    return multilabel_stream(name, class_names, ORDERS[0], train, test,
+    return multilabel_stream(name, class_names, "alphabetical", train, test,
                              MLCIL_RECIPE, image_size)

@@ -15,20 +15,15 @@ from __future__ import annotations
 import torch
 from sklearn.datasets import load_digits
 
-from . import StreamData, register
+from . import StreamData
 from .base import (StreamInfo, TensorPool, multilabel_sets, positions, session_splits,
                    singlelabel_sets)
+from .catalog import DIGITS_CLASSES as NUM_CLASSES
+from .catalog import DIGITS_RECIPE as RECIPE
+from .catalog import DIGITS_SIZE as SIZE
 from .images import resized
 
 GRID, CELL = 3, 8
-SIZE = GRID * CELL
-NUM_CLASSES = 10
-# eval_batch_size 64: on a CPU the small CNN's forward pass is 3x faster per image at 64
-# than at 256, whose activations overflow the cache (python -m benchmarks.perf, row 2).
-RECIPE = dict(backbone="smallcnn", image_size=SIZE, epochs=4, optimizer="adam", lr=2e-3,
-              weight_decay=0.0, batch_size=64, eval_batch_size=64, memory=20,
-              memory_mode="per_class", selection="herding", milestones=[], num_workers=0,
-              reset_optimizer=True)
 
 
 def _stream(name, label_mode, order, train, test, counts, image_size) -> StreamData:
@@ -94,18 +89,6 @@ def _multilabel_canvases(n, ratio, source, gen, rank):
     return _compose(presence, source, gen), presence
 
 
-def _pool_bytes(images: int) -> int:
-    """Memory for composing ``images`` float canvases (the canvas grid, its reordered copy and
-    the pool itself)."""
-    return 3 * images * SIZE * SIZE * 4
-
-
-@register("digits", label_mode="multi", num_classes=NUM_CLASSES, protocols=["B0-C2", "B4-C2"],
-          options={"data_seed": 0, "ratio": 10.0, "train": 3000, "test": 1000},
-          limits={"ratio": (1, 1000), "train": (50, None), "test": (10, None)},
-          recipe=RECIPE, channels=1, embedded=True,
-          pool_bytes=lambda o: _pool_bytes(o["train"] + o["test"]),
-          description="embedded multi-label digit canvases, long-tailed (offline)")
 def build_digits(name, data_root=None, image_size=None):
     opts = name.options
     gen, train_src, test_src, order, rank = _draw_setup(opts["data_seed"])
@@ -123,13 +106,6 @@ def _singlelabel_canvases(counts, source, gen):
     return _compose(presence, source, gen), labels
 
 
-@register("digits-lt", label_mode="single", num_classes=NUM_CLASSES,
-          protocols=["B0-C2", "B4-C2"],
-          options={"data_seed": 0, "ratio": 10.0, "n_max": 400, "test_per_class": 100},
-          limits={"ratio": (1, 1000), "n_max": (1, None), "test_per_class": (1, None)},
-          recipe=RECIPE, channels=1, embedded=True,
-          pool_bytes=lambda o: _pool_bytes(NUM_CLASSES * (o["n_max"] + o["test_per_class"])),
-          description="embedded single-label long-tailed digits (offline)")
 def build_digits_lt(name, data_root=None, image_size=None):
     opts = name.options
     gen, train_src, test_src, order, rank = _draw_setup(opts["data_seed"])

@@ -1,5 +1,4 @@
-"""Shared pieces of the image-file streams: pools, transforms, recipes, data checks and
-the multi-label stream assembly used by ``coco`` and ``voc``."""
+"""Shared pieces of the image-file streams: pools, transforms, recipes and the multi-label stream assembly used by ``coco`` and ``voc``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,15 +11,9 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from . import StreamData
-from .base import StreamError, StreamInfo, multilabel_sets, positions, session_splits
+from .base import StreamInfo, multilabel_sets, positions, session_splits
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-# The MLCIL training recipe of KRT / RebLL (memory is per class).
-MLCIL_RECIPE = dict(backbone="resnet50", image_size=224, epochs=20, optimizer="adam", lr=4e-5,
-                    weight_decay=1e-4, batch_size=64, memory=20, memory_mode="per_class",
-                    selection="herding", milestones=[], num_workers=8, reset_optimizer=True)
-
 
 class FilePool(Dataset):
     """Images on disk, opened lazily: ``pool[i]`` is the RGB PIL image of ``paths[i]``."""
@@ -77,33 +70,9 @@ def resized(base: dict, image_size: Optional[int]) -> tuple[dict, Optional[dict]
     return cfg, {"train": resize, "eval": resize}
 
 
-def locate(dataset: str, data_root: Optional[str], parts: Sequence[str], layout: str,
-           subdirs: Sequence[str] = ("",)) -> Path:
-    """The first folder ``data_root/sub`` holding every path of ``parts`` (existence checks
-    only); otherwise a one-line StreamError naming what is missing and the expected layout."""
-    if data_root is None:
-        reason = "no data root given"
-    else:
-        root = Path(data_root).expanduser()
-        for sub in subdirs:
-            if all((root / sub / part).exists() for part in parts):
-                return root / sub
-        first = root / subdirs[0]
-        reason = "missing " + str(next(first / p for p in parts if not (first / p).exists()))
-    raise StreamError(f"{dataset} data not found ({reason}): expected {layout}; "
-                      "nothing is downloaded, place the files there and pass --data-root")
-
-
-def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
-    """Raise StreamError unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise StreamError(f"option {option}={value!r} must be one of: {', '.join(choices)}")
-
-
 def arrival_order(num_classes: int, order: str, published: str, seed: int) -> torch.Tensor:
     """Dataset class ids in arrival order: the dataset's own order for ``published``, a
     permutation seeded by ``seed`` for ``shuffled``."""
-    check_choice("order", order, (published, "shuffled"))
     if order == published:
         return torch.arange(num_classes)
     return torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed))

@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from . import StreamData, register
+from . import StreamData
 from .base import StreamInfo, multilabel_sets, session_splits
-from .images import MLCIL_RECIPE, recipe
+from .catalog import SYNTHETIC_RECIPE as RECIPE
+from .images import recipe
 
 TEMPLATE = 8
 NOISE_FIELDS = 16
-RECIPE = dict(MLCIL_RECIPE, epochs=1, lr=1e-4, num_workers=4)
 
 
 class SyntheticPool(Dataset):
@@ -60,16 +60,6 @@ def _presence(n: int, probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor
     return presence
 
 
-@register("synthetic", label_mode="multi", num_classes=lambda o: o["classes"],
-          protocols=["B0-C5", "B10-C5"],
-          options={"classes": 20, "size": 64, "train": 2000, "test": 500, "data_seed": 0,
-                   "ratio": 10.0},
-          limits={"classes": (2, 1000), "size": (8, 4096), "train": (1, None),
-                  "test": (1, None), "ratio": (1, 1000)},
-          recipe=RECIPE, embedded=True,
-          pool_bytes=lambda o: 2 * NOISE_FIELDS * 3 * o["size"] ** 2 * 4
-          + (o["train"] + o["test"]) * o["classes"] * 8,
-          description="generated long-tailed multi-label images for scale tests (offline)")
 def build_synthetic(name, data_root=None, image_size=None):
     opts = name.options
     num_classes, size, seed = opts["classes"], opts["size"], opts["data_seed"]

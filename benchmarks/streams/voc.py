@@ -13,20 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import register
-from .images import MLCIL_RECIPE, Split, check_choice, locate, multilabel_stream
+from . import datasets
+from .catalog import VOC_RECIPE as RECIPE
+from .images import Split, multilabel_stream
 
 CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
            "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep",
            "sofa", "train", "tvmonitor"]
 CLASS_INDEX = {c: i for i, c in enumerate(CLASSES)}
-PARTS = ["Annotations", "JPEGImages", "ImageSets/Main/trainval.txt", "ImageSets/Main/test.txt"]
-SUBDIRS = ("VOC2007", "", "VOCdevkit/VOC2007")
-LAYOUT = ("<data_root>/VOC2007/{Annotations/*.xml, JPEGImages/*.jpg, "
-          "ImageSets/Main/trainval.txt, ImageSets/Main/test.txt} (<data_root> may also be "
-          "the VOC2007 folder itself or a folder holding VOCdevkit/VOC2007)")
-ORDERS = ("standard", "shuffled")
-RECIPE = dict(MLCIL_RECIPE, memory=2)
 
 
 def _objects(xml_path: Path) -> list[int]:
@@ -45,21 +39,7 @@ def _split(voc: Path, split: str) -> Split:
     return Split([voc / "JPEGImages" / f"{i}.jpg" for i in ids], rows, classes)
 
 
-def _locate(data_root):
-    return locate("voc", data_root, PARTS, LAYOUT, SUBDIRS)
-
-
-def check_voc(name, data_root):
-    check_choice("order", name.options["order"], ORDERS)
-    _locate(data_root)
-
-
-@register("voc", label_mode="multi", num_classes=len(CLASSES),
-          protocols=["B0-C4", "B4-C2", "B10-C2"],
-          options={"order": "standard", "data_seed": 0}, check=check_voc, recipe=RECIPE,
-          published_pretrained=True,
-          description="PASCAL VOC 2007 multi-label (trainval / test), XML annotations")
 def build_voc(name, data_root=None, image_size=None):
-    voc = _locate(data_root)
-    return multilabel_stream(name, CLASSES, ORDERS[0], _split(voc, "trainval"),
+    voc = datasets()["voc"].locate(data_root)
+    return multilabel_stream(name, CLASSES, "standard", _split(voc, "trainval"),
                              _split(voc, "test"), RECIPE, image_size)
