@@ -9,7 +9,9 @@ Every option is checked (type, range, choices) by :func:`parse` before any data 
 and an embedded stream with an empty session. Options every dataset accepts: ``valid`` (fraction of the training images held out as a
 validation split, by image, default 0) and ``eval`` (``test``, the default, or ``valid``:
 evaluate on the validation split instead of the test set, for choosing hyperparameters
-without looking at test numbers). Each dataset adds its own (e.g. ``data_seed``).
+without looking at test numbers). Each dataset adds its own (e.g. ``data_seed``); a
+single-label dataset may declare ``valid_by`` (``image`` or ``class``: how ``valid`` holds
+out, see ``base.carve_validation``).
 """
 from __future__ import annotations
 
@@ -201,7 +203,8 @@ def build(name: str, data_root: Optional[str] = None, image_size: Optional[int] 
     if parsed.options["valid"] > 0:
         seed = int(parsed.options.get("data_seed", 0))
         train_sets, valid_sets, info.class_counts = carve_validation(
-            train_sets, data.full_train_labels, info.sessions, parsed.options["valid"], seed)
+            train_sets, data.full_train_labels, info.sessions, parsed.options["valid"], seed,
+            parsed.options.get("valid_by", "image"))
         if parsed.options["eval"] == "valid":
             test_sets = valid_sets
     joint = cumulative_sets(train_sets, data.full_train_labels, info.sessions, info.label_mode)
