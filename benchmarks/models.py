@@ -60,12 +60,18 @@ class _BasicBlock(nn.Module):
 
 
 def resnet32(in_channels: int) -> tuple[nn.Module, int]:
+    """The CIFAR ResNet-32, convolutions initialised Kaiming-normal (fan out) as in the
+    official long-tailed CIL code."""
     layers, cin = [_conv_bn(in_channels, 16)], 16
     for cout, stride in ((16, 1), (32, 2), (64, 2)):
         for i in range(5):
             layers.append(_BasicBlock(cin, cout, stride if i == 0 else 1))
             cin = cout
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 64
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net, 64
 
 
 def _torchvision(arch: str):
