@@ -103,10 +103,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-labels", choices=["own", "forward"],
                    help="labels of replayed exemplars: their own session's (default), or also "
                         "the ground truth of classes learned after them (KRT's code)")
-    p.add_argument("--backbone", help="smallcnn, resnet32, resnet18 or resnet50 "
-                                      "(default: the stream's recipe)")
+    p.add_argument("--backbone", help="smallcnn, resnet32, resnet18, resnet50, resnet101 or "
+                                      "timm:<model>, e.g. timm:tresnet_m (default: the "
+                                      "stream's recipe)")
     p.add_argument("--pretrained", metavar="PATH",
-                   help="backbone weights from a local torchvision state-dict file")
+                   help="backbone weights from a local file (a torchvision state dict, or a "
+                        "checkpoint timm reads for timm:<model>)")
     p.add_argument("--image-size", type=_at_least(int, 8), help="input side in pixels")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="auto: cuda when available (default: the stream's recipe)")
@@ -239,9 +241,11 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
     from benchmarks.runner.grid import expand, parse_seeds, parse_sets, split_list
     from methods import discover
 
-    if args.backbone is not None and args.backbone not in models.BACKBONES:
-        raise UsageError(f"argument --backbone: invalid choice: {args.backbone!r} (choose "
-                         f"from {', '.join(sorted(models.BACKBONES))})")
+    if args.backbone is not None:
+        try:
+            models.check_backbone(args.backbone)
+        except ValueError as exc:
+            raise UsageError(f"argument --backbone: {exc}") from None
     if not args.methods:
         known = ", ".join(sorted(discover())) or "none"
         raise UsageError(f"--methods is required, e.g. --methods finetune,replay; known: {known}")
@@ -254,7 +258,7 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
                   plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin))
     if args.pretrained and not Path(args.pretrained).is_file():
         raise UsageError(f"--pretrained {args.pretrained}: no such file (give a local "
-                         "torchvision state dict; nothing is downloaded)")
+                         "weights file; nothing is downloaded)")
     if args.baseline and args.baseline not in methods:
         raise UsageError(f"--baseline {args.baseline} is not in --methods; accepted: "
                          + ", ".join(methods))
