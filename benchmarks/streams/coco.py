@@ -11,6 +11,9 @@ annotations. Crowd annotations (``iscrowd=1``), option ``crowd``:
 - ``drop``: they are ignored before anything else; an image with no other annotation is
   dropped.
 
+Recipe: KRT's (``images.MLCIL_RECIPE``) for the incremental protocols, PSD's backbone and
+image size for the offline one (``coco:B80``).
+
 Class index: the categories of the training annotation file sorted alphabetically by name
 (airplane, apple, backpack, ...), the label order of the MLCIL papers' released code; it is
 also the published class order (``order=alphabetical``, the default). ``order=shuffled``
@@ -36,6 +39,9 @@ LAYOUT = ("<data_root>/annotations/instances_{train,val}2014.json with images in
           "<data_root>/train2014/ and <data_root>/val2014/ (MS-COCO 2014)")
 ORDERS = ("alphabetical", "shuffled")
 CROWD = ("include", "drop")
+# The offline protocol coco:B80 is PSD's (Xu et al., IJCAI 2022): its ResNet-101 at 448 px;
+# the optimiser and schedule stay the MLCIL recipe's (PSD's were not checked).
+PSD_RECIPE = dict(MLCIL_RECIPE, backbone="resnet101", image_size=448)
 
 
 def _load(root: Path, split: str) -> COCO:
@@ -82,4 +88,4 @@ def build_coco(name, data_root=None, image_size=None):
     train = _split(root, SPLITS[0], train_coco, index, crowd)
     test = _split(root, SPLITS[1], val_coco, index, crowd)
     return multilabel_stream(name, class_names, ORDERS[0], train, test,
-                             MLCIL_RECIPE, image_size)
+                             MLCIL_RECIPE if name.inc else PSD_RECIPE, image_size)

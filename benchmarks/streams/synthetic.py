@@ -22,7 +22,7 @@ from .images import MLCIL_RECIPE, recipe
 
 TEMPLATE = 8
 NOISE_FIELDS = 16
-RECIPE = dict(MLCIL_RECIPE, epochs=1, lr=1e-4, num_workers=4)
+RECIPE = dict(MLCIL_RECIPE, backbone="resnet50", epochs=1, lr=1e-4, num_workers=4)
 
 
 class SyntheticPool(Dataset):
