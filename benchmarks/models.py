@@ -2,22 +2,30 @@
 
 ``build(name, num_classes, in_channels, pretrained)`` returns a :class:`CILNet`: a backbone
 ``features(x) -> (B, D)`` and ``head``, an ``nn.Linear(D, num_classes)``. Unseen classes are
-masked out of losses and metrics by the training template, not by the model.
+masked out of losses and metrics by the training template, not by the model (which also
+gives each class's head row its initial values when the class's first session starts).
 
 Backbones: ``smallcnn`` (for the embedded digits canvases; fast on a CPU), ``resnet32`` (the
 CIFAR ResNet of He et al. 2016, 3 stages x 5 basic blocks, 16/32/64 channels, as used by the
-gradient-reweighting code), and torchvision's ``resnet18`` / ``resnet50``. Pretrained weights
-come only from a local file (``pretrained=PATH``, a torchvision state dict); nothing is
-downloaded.
+long-tailed CIL code), torchvision's ``resnet18`` / ``resnet50`` / ``resnet101``, and any
+model of timm (pytorch-image-models) as ``timm:<name>`` (e.g. ``timm:tresnet_m``), built
+without its classifier. Pretrained weights come only from a local file (``pretrained=PATH``:
+a torchvision state dict, or for ``timm:`` a checkpoint timm reads, converted by the model's
+own checkpoint filter, e.g. the inplace-ABN TResNet checkpoints of ASL / KRT); the
+classifier's entries are dropped, every other weight must fit. Nothing is downloaded.
 """
 from __future__ import annotations
 
+import pickle
+import sys
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
 from torchvision import models as tv
+
+from benchmarks.backbones import TIMM
 
 
 class CILNet(nn.Module):
@@ -60,12 +68,18 @@ class _BasicBlock(nn.Module):
 
 
 def resnet32(in_channels: int) -> tuple[nn.Module, int]:
+    """The CIFAR ResNet-32, convolutions initialised Kaiming-normal (fan out) as in the
+    official long-tailed CIL code."""
     layers, cin = [_conv_bn(in_channels, 16)], 16
     for cout, stride in ((16, 1), (32, 2), (64, 2)):
         for i in range(5):
             layers.append(_BasicBlock(cin, cout, stride if i == 0 else 1))
             cin = cout
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 64
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net, 64
 
 
 def _torchvision(arch: str):
@@ -80,21 +94,70 @@ def _torchvision(arch: str):
 
 
 BACKBONES = {"smallcnn": small_cnn, "resnet32": resnet32,
-             "resnet18": _torchvision("resnet18"), "resnet50": _torchvision("resnet50")}
+             "resnet18": _torchvision("resnet18"), "resnet50": _torchvision("resnet50"),
+             "resnet101": _torchvision("resnet101")}
+
+
+def _timm_module():
+    try:
+        import timm
+    except ImportError:
+        raise ValueError("timm backbones need timm (pytorch-image-models): "
+                         "pip install timm") from None
+    return timm
+
+
+def check_backbone(name: str) -> None:
+    """Raise ValueError (one line) unless ``name`` is a known backbone or ``timm:<model>``
+    of the installed timm."""
+    if name.startswith(TIMM):
+        arch = name[len(TIMM):]
+        if not _timm_module().is_model(arch):
+            raise ValueError(f"unknown timm model {arch!r} in backbone {name!r}; "
+                             "see timm.list_models()")
+    elif name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}, "
+                         "or timm:<model> (e.g. timm:tresnet_m)")
+
+
+def _timm_backbone(arch: str, in_channels: int) -> tuple[nn.Module, int]:
+    net = _timm_module().create_model(arch, pretrained=False, num_classes=0,
+                                      in_chans=in_channels)
+    return net, net.num_features
+
+
+def _weights(backbone: nn.Module, name: str, path: Path) -> dict:
+    """The state dict in ``path`` for ``backbone``, its classifier entries dropped."""
+    if not name.startswith(TIMM):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return {k: v for k, v in state.items() if not k.startswith("fc.")}
+    from timm.models import load_state_dict
+    state = load_state_dict(str(path))
+    convert = getattr(sys.modules[type(backbone).__module__], "checkpoint_filter_fn", None)
+    if convert is not None:
+        state = convert(state, backbone)
+    classifier = backbone.pretrained_cfg.get("classifier") or ()
+    heads = tuple(c + "." for c in ([classifier] if isinstance(classifier, str) else classifier))
+    return {k: v for k, v in state.items() if not k.startswith(heads)}
 
 
 def build(name: str, num_classes: int, in_channels: int = 3,
           pretrained: Optional[str] = None) -> CILNet:
-    """A CILNet with backbone ``name``; ``pretrained`` is a local state-dict file."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
-    backbone, dim = BACKBONES[name](in_channels)
+    """A CILNet with backbone ``name``; ``pretrained`` is a local weights file."""
+    check_backbone(name)
+    if name.startswith(TIMM):
+        backbone, dim = _timm_backbone(name[len(TIMM):], in_channels)
+    else:
+        backbone, dim = BACKBONES[name](in_channels)
     if pretrained:
         path = Path(pretrained)
         if not path.is_file():
             raise ValueError(f"pretrained weights {pretrained!r} not found: give a local "
-                             "state-dict file (nothing is downloaded)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        backbone.load_state_dict(state, strict=True)
+                             "weights file (nothing is downloaded)")
+        try:
+            backbone.load_state_dict(_weights(backbone, name, path), strict=True)
+        except (RuntimeError, KeyError, pickle.UnpicklingError) as exc:
+            reason = " ".join(str(exc).split())
+            raise ValueError(f"pretrained weights {pretrained!r} do not fit backbone "
+                             f"{name!r}: {reason[:300]}") from None
     return CILNet(backbone, dim, num_classes)

@@ -111,10 +111,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-labels", choices=["own", "forward"],
                    help="labels of replayed exemplars: their own session's (default), or also "
                         "the ground truth of classes learned after them (KRT's code)")
-    p.add_argument("--backbone", help="smallcnn, resnet32, resnet18 or resnet50 "
-                                      "(default: the stream's recipe)")
+    p.add_argument("--backbone", help="smallcnn, resnet32, resnet18, resnet50, resnet101 or "
+                                      "timm:<model>, e.g. timm:tresnet_m (default: the "
+                                      "stream's recipe)")
     p.add_argument("--pretrained", metavar="PATH",
-                   help="backbone weights from a local torchvision state-dict file")
+                   help="backbone weights from a local file (a torchvision state dict, or a "
+                        "checkpoint timm reads for timm:<model>)")
     p.add_argument("--image-size", type=_at_least(int, 8), help="input side in pixels")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="auto: cuda when available (default: the stream's recipe)")
@@ -266,7 +268,7 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
                   plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin))
     if args.pretrained and not Path(args.pretrained).is_file():
         raise UsageError(f"--pretrained {args.pretrained}: no such file (give a local "
-                         "torchvision state dict; nothing is downloaded)")
+                         "weights file; nothing is downloaded)")
     if args.baseline and args.baseline not in methods:
         raise UsageError(f"--baseline {args.baseline} is not in --methods; accepted: "
                          + ", ".join(methods))
@@ -295,11 +297,19 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
 
 def _check_heavy(plan: Plan, args: argparse.Namespace) -> None:
     """What needs torch or a cluster: embedded streams without an empty session, a CUDA
-    device when asked for, and a Ray cluster that can run the cells (last: it asks it)."""
-    from benchmarks import streams
+    device when asked for, a timm model the installed timm has, and a Ray cluster that can
+    run the cells (last: it asks it)."""
+    from benchmarks import backbones, streams
 
     for name in dict.fromkeys(spec.stream for spec in plan.specs):
         streams.check_sessions(name, args.data_root, args.image_size)
+    if args.backbone and args.backbone.startswith(backbones.TIMM):
+        from benchmarks import models
+
+        try:
+            models.check_backbone(args.backbone)
+        except ValueError as exc:
+            raise UsageError(f"argument --backbone: {exc}") from None
     if plan.executor == "local" and args.device == "cuda":
         import torch
 

@@ -34,6 +34,12 @@ selection, a feature pass) never shifts another part's stream. ``reset_optimizer
 the optimizer's state (e.g. Adam's moments) at every session start, as the reference code
 bases create a fresh optimizer per session.
 
+Head rows: a class's row of ``model.head`` (weight and bias) starts its first session as
+initialised, with no optimizer state: at every session start the rows of the session's new
+classes are set back to the values the template found at construction and their optimizer
+state (momentum, Adam's moments) is zeroed. Weight decay and momentum would otherwise have
+shrunk them during earlier sessions; the reference code bases add a fresh head per task.
+
 ``amp`` (``off``/``bf16``/``fp16``) runs the model under autocast with float32 logits (fp16 with
 a GradScaler, unscaled before ``after_backward``); ``channels_last`` converts model and batches.
 """
@@ -125,6 +131,9 @@ class CILTemplate(SupervisedTemplate):
         self.notes: dict = {}
         self._prev_output = None
         self._loss_sum = None
+        head = getattr(self.model, "head", None)
+        self._head_init = None if head is None else \
+            {name: p.detach().clone() for name, p in head.named_parameters()}
 
     # --- batch fields -------------------------------------------------------------------
     @property
@@ -195,9 +204,23 @@ class CILTemplate(SupervisedTemplate):
         needs_prev = any(getattr(p, "needs_previous_model", False) for p in self.plugins)
         self.prev_model = None
         torch.manual_seed(session_seed(self.seed, self.session))
+        self._fresh_head_rows()
         if needs_prev and self.session > 0:
             self.prev_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         super()._before_training_exp(**kwargs)
+
+    def _fresh_head_rows(self):
+        """Set the head rows of the session's new classes back to their initial values and
+        zero their optimizer state."""
+        if self._head_init is None:
+            return
+        rows = slice(self.n_old, self.n_seen)
+        with torch.no_grad():
+            for name, param in self.model.head.named_parameters():
+                param[rows] = self._head_init[name][rows].to(param.device)
+                for value in self.optimizer.state.get(param, {}).values():
+                    if torch.is_tensor(value) and value.shape == param.shape:
+                        value[rows] = 0
 
     def make_train_dataloader(self, num_workers=None, shuffle=True, drop_last=False, **kwargs):
         """A batch loader over the adapted dataset (see strategies/loader.py)."""

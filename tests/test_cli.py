@@ -210,6 +210,7 @@ def existing(tmp_path_factory):
     (["--config", "nope.yaml"], "cannot read --config nope.yaml"),
     (["--pretrained", "nope.pt"], "--pretrained nope.pt: no such file"),
     (["--backbone", "vgg"], "argument --backbone: invalid choice: 'vgg'"),
+    (["--backbone", "timm:nope"], "argument --backbone: unknown timm model 'nope'"),
     (["--streams", "digits:B0-C2?ratio=0"],
      "option ratio=0 for 'digits' is out of range; accepted: float from 1 to 1000"),
     (["--streams", "digits:B0-C2?ratio=-5"], "option ratio=-5 for 'digits' is out of range"),

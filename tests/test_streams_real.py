@@ -11,7 +11,7 @@ from PIL import Image
 
 import benchmarks.streams as streams
 from benchmarks.streams import StreamError
-from benchmarks.streams.cifar100lt import first_per_class
+from benchmarks.streams.cifar100lt import long_tail_counts
 
 # ---------------------------------------------------------------- fake datasets
 
@@ -33,6 +33,7 @@ VOC_TEST = {"000010": [("aeroplane", 0)], "000011": [("sofa", 0), ("dog", 1)],
             "000012": [("train", 0)]}
 
 CIFAR_TRAIN_PER_CLASS, CIFAR_TEST_PER_CLASS = 10, 3
+CIFAR_LT_PER_CLASS = 100  # enough for ratio 100 to keep an image of every class
 
 
 def _image(path: Path, value: int) -> None:
@@ -92,18 +93,27 @@ def _cifar_part(per_class: int, gen: np.random.Generator) -> dict:
     return {b"data": data.reshape(len(labels), -1), b"fine_labels": labels.tolist()}
 
 
-@pytest.fixture(scope="module")
-def cifar_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
+def _cifar_folder(root: Path, train_per_class: int) -> Path:
+    """A fake CIFAR-100 in torchvision's python layout under ``root``."""
     folder = root / "cifar-100-python"
     folder.mkdir()
     gen = np.random.default_rng(0)
-    parts = {"train": _cifar_part(CIFAR_TRAIN_PER_CLASS, gen),
+    parts = {"train": _cifar_part(train_per_class, gen),
              "test": _cifar_part(CIFAR_TEST_PER_CLASS, gen),
              "meta": {b"fine_label_names": [f"c{c:02d}".encode() for c in range(100)]}}
     for name, content in parts.items():
         (folder / name).write_bytes(pickle.dumps(content))
     return root
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory):
+    return _cifar_folder(tmp_path_factory.mktemp("cifar"), CIFAR_TRAIN_PER_CLASS)
+
+
+@pytest.fixture(scope="module")
+def cifar_lt_root(tmp_path_factory):
+    return _cifar_folder(tmp_path_factory.mktemp("cifar_lt"), CIFAR_LT_PER_CLASS)
 
 
 # ---------------------------------------------------------------- helpers
@@ -222,7 +232,7 @@ def test_voc_difficult_ignored_and_sessions(voc_devkit):
 # ---------------------------------------------------------------- CIFAR-100-LT
 
 def _expected_counts(ratio):
-    return [int(CIFAR_TRAIN_PER_CLASS * ratio ** (-c / 99)) for c in range(100)]
+    return [int(CIFAR_TRAIN_PER_CLASS * (1 / ratio) ** (c / 99)) for c in range(100)]
 
 
 def test_cifar_long_tail_ordered(cifar_root):
@@ -243,22 +253,19 @@ def test_cifar_long_tail_ordered(cifar_root):
     assert image.shape == (3, 32, 32) and mask.sum() == 10 and session == 1
 
 
-def test_cifar_keeps_the_first_images_of_each_class(cifar_root):
-    built = streams.build("cifar100lt:B0-C10?order=ordered&ratio=5", str(cifar_root))
-    pool = built.benchmark.train_stream[0].dataset.pool
-    labels, rank = pool.images[:, 0, 0, 0], pool.images[:, 0, 0, 1]
-    counts = np.bincount(labels, minlength=100)
-    assert counts.tolist() == _expected_counts(5.0)
-    assert (rank < counts[labels]).all()  # the first n_c of each class, in file order
-
-
-def test_first_per_class_is_stable():
-    labels = torch.tensor([1, 0, 1, 1, 0, 2])
-    assert first_per_class(labels, torch.tensor([2, 1, 0])).tolist() == [0, 1, 4]
+def test_cifar_official_order_gives_the_official_session_sizes():
+    """The official B0-C10 session sizes of the full CIFAR-100 (500 images a class)."""
+    from benchmarks.streams.cifar100lt import OFFICIAL_ORDER
+    counts = long_tail_counts(50_000, 100, 100.0)
+    sizes = [sum(counts[OFFICIAL_ORDER[p]] for p in s)
+             for s in streams.session_splits(100, 0, 10)]
+    assert sizes == [655, 1203, 1208, 1325, 853, 891, 1322, 1350, 1494, 546]
+    assert sorted(OFFICIAL_ORDER) == list(range(100))
 
 
 def test_cifar_shuffled_order_spreads_classes(cifar_root):
-    built = streams.build("cifar100lt:B0-C10?data_seed=2", str(cifar_root), image_size=40)
+    built = streams.build("cifar100lt:B0-C10?order=shuffled&data_seed=2", str(cifar_root),
+                          image_size=40)
     info = built.info
     order = torch.randperm(100, generator=torch.Generator().manual_seed(2)).tolist()
     assert info.class_order == order
@@ -269,6 +276,146 @@ def test_cifar_shuffled_order_spreads_classes(cifar_root):
     cifar_class = torch.as_tensor(train.pool.images[train.index.numpy(), 0, 0, 0]).long()
     assert (torch.tensor(order)[train.targets] == cifar_class).all()
     assert train[0][0].shape == (3, 40, 40)
+
+
+def test_cifar_valid_by_needs_a_choice_and_a_split(cifar_root):
+    with pytest.raises(StreamError, match="option valid_by='tail' for 'cifar100lt' must be one of: image, class"):
+        streams.check("cifar100lt:B0-C5?valid=0.1&valid_by=tail", str(cifar_root))
+    with pytest.raises(StreamError, match="valid_by=class in .* needs a validation split"):
+        streams.check("cifar100lt:B0-C5?valid_by=class", str(cifar_root))
+
+
+# The official selection and split, transcribed from JiangpengHe/imbalanced_cil
+# (src/datasets/data_loader.py: IMBALANCECIFAR100; src/datasets/memory_dataset.py: get_data,
+# the training and validation part) to compare with the suite on the same fake files.
+
+def _official_imbalance(data, targets, imb_factor=0.01, rand_number=0, cls_num=100):
+    np.random.seed(rand_number)
+    img_max = len(data) / cls_num
+    img_num_per_cls = []
+    for cls_idx in range(cls_num):
+        num = img_max * (imb_factor**(cls_idx / (cls_num - 1.0)))
+        img_num_per_cls.append(int(num))
+    new_data = []
+    new_targets = []
+    targets_np = np.array(targets, dtype=np.int64)
+    classes = np.unique(targets_np)
+    for the_class, the_img_num in zip(classes, img_num_per_cls):
+        idx = np.where(targets_np == the_class)[0]
+        np.random.shuffle(idx)
+        selec_idx = idx[:the_img_num]
+        new_data.append(data[selec_idx, ...])
+        new_targets.extend([the_class, ] * the_img_num)
+    return np.vstack(new_data), new_targets
+
+
+def _official_get_data(trn_data, num_tasks, nc_first_task, validation, class_order):
+    import random
+    data = {}
+    num_classes = len(class_order)
+    class_order = class_order.copy()
+    remaining_classes = num_classes - nc_first_task
+    cpertask = np.array([nc_first_task] + [remaining_classes // (num_tasks - 1)] * (num_tasks - 1))
+    for i in range(remaining_classes % (num_tasks - 1)):
+        cpertask[i + 1] += 1
+    cpertask_cumsum = np.cumsum(cpertask)
+    init_class = np.concatenate(([0], cpertask_cumsum[:-1]))
+    for tt in range(num_tasks):
+        data[tt] = {}
+        data[tt]['trn'] = {'x': [], 'y': []}
+        data[tt]['val'] = {'x': [], 'y': []}
+    for this_image, this_label in zip(trn_data['x'], trn_data['y']):
+        this_label = class_order.index(this_label)
+        this_task = (this_label >= cpertask_cumsum).sum()
+        data[this_task]['trn']['x'].append(this_image)
+        data[this_task]['trn']['y'].append(this_label - init_class[this_task])
+    for tt in range(num_tasks):
+        data[tt]['ncla'] = len(np.unique(data[tt]['trn']['y']))
+    if validation > 0.0:
+        for tt in data.keys():
+            for cc in range(data[tt]['ncla']):
+                cls_idx = list(np.where(np.asarray(data[tt]['trn']['y']) == cc)[0])
+                if int(np.round(len(cls_idx) * validation)) == 0:
+                    rnd_img = [0]
+                else:
+                    rnd_img = random.sample(cls_idx, int(np.round(len(cls_idx) * validation)))
+                rnd_img.sort(reverse=True)
+                for ii in range(len(rnd_img)):
+                    data[tt]['val']['x'].append(data[tt]['trn']['x'][rnd_img[ii]])
+                    data[tt]['val']['y'].append(data[tt]['trn']['y'][rnd_img[ii]])
+                    data[tt]['trn']['x'].pop(rnd_img[ii])
+                    data[tt]['trn']['y'].pop(rnd_img[ii])
+    return data, init_class
+
+
+def _official_sessions(root: Path, num_tasks, nc_first_task, validation, class_order, seed=0):
+    """The official training and validation images of each task, as sorted lists of
+    (CIFAR class, rank in the fake file, label within the task); the global generators are
+    seeded as main_incremental.py does before building the loaders, and restored after."""
+    import random
+    with open(root / "cifar-100-python" / "train", "rb") as f:
+        entry = pickle.load(f, encoding="bytes")
+    x = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    states = random.getstate(), np.random.get_state()
+    try:
+        random.seed(seed)
+        np.random.seed(seed)
+        images, labels = _official_imbalance(x, entry[b"fine_labels"])
+        data, _ = _official_get_data({"x": images, "y": labels}, num_tasks, nc_first_task,
+                                     validation, class_order)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+    return [{split: sorted((int(i[0, 0, 0]), int(i[0, 0, 1]), int(y))
+                           for i, y in zip(data[t][split]['x'], data[t][split]['y']))
+             for split in ("trn", "val")} for t in range(num_tasks)]
+
+
+def _suite_rows(dataset, info, t):
+    """A session's samples as the official lists: (CIFAR class, rank, label within task)."""
+    pixels = dataset.pool.images[dataset.index.numpy(), 0, 0]
+    first = info.sessions[t][0]
+    return sorted((int(p[0]), int(p[1]), int(y) - first)
+                  for p, y in zip(pixels, dataset.targets.tolist()))
+
+
+@pytest.mark.parametrize("protocol, order, tasks, first", [
+    ("B0-C5", "official", 20, 5), ("B50-C5", "official", 11, 50), ("B0-C5", "ordered", 20, 5)])
+@pytest.mark.parametrize("valid", [0.0, 0.1])
+def test_cifar_sessions_hold_the_official_images(cifar_lt_root, protocol, order, tasks, first,
+                                                 valid):
+    from benchmarks.streams.cifar100lt import OFFICIAL_ORDER
+    class_order = OFFICIAL_ORDER if order == "official" else list(range(100))
+    official = _official_sessions(cifar_lt_root, tasks, first, valid, class_order)
+    query = f"?order={order}" + (f"&valid={valid}&valid_by=class" if valid else "")
+    built = streams.build(f"cifar100lt:{protocol}{query}", str(cifar_lt_root))
+    info, bench = built.info, built.benchmark
+    assert info.class_order == class_order and len(info.sessions) == tasks
+    held = []
+    for t in range(tasks):
+        assert _suite_rows(bench.train_stream[t].dataset, info, t) == official[t]["trn"]
+        if valid:  # validation experience t: every held-out image of a class seen by t
+            held += [(c, r, y + info.sessions[t][0]) for c, r, y in official[t]["val"]]
+            assert _suite_rows(bench.valid_stream[t].dataset, info, 0) == sorted(held)
+    kept = [row for t in range(tasks) for row in official[t]["trn"]]
+    assert sum(info.class_counts) == len(kept)
+
+
+def test_cifar_transforms_are_the_official_ones(cifar_root):
+    from torchvision import transforms as T
+    official = dict(mean=(0.5071, 0.4866, 0.4409), std=(0.2009, 0.1984, 0.2023))
+    train = T.Compose([T.Pad(4), T.RandomResizedCrop(32), T.RandomHorizontalFlip(),
+                       T.ToTensor(), T.Normalize(**official)])
+    test = T.Compose([T.Pad(4), T.CenterCrop(32), T.ToTensor(), T.Normalize(**official)])
+    built = streams.build("cifar100lt:B0-C10", str(cifar_root))
+    data = built.benchmark.train_stream[0].dataset
+    image = data.pool[int(data.index[0])]
+    torch.manual_seed(3)
+    ours = data[0][0]
+    torch.manual_seed(3)
+    assert torch.equal(ours, train(image))
+    evaluated = built.benchmark.test_stream[0].dataset
+    assert torch.equal(evaluated[0][0], test(evaluated.pool[int(evaluated.index[0])]))
 
 
 # ---------------------------------------------------------------- synthetic

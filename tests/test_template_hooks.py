@@ -99,3 +99,31 @@ def test_fit_trains_a_model_on_a_dataset_with_a_loss(ctx):
     opt = torch.optim.Adam(ctx.model.parameters(), lr=1e-2)
     losses = fit(ctx.model, data, masked_bce, epochs=3, batch_size=50, optimizer=opt)
     assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_head_rows_of_new_classes_start_their_session_as_initialised(ctx):
+    """Weight decay and momentum move every row during session 0; the rows of session 1's
+    classes are back at their initial values (and have no momentum) when session 1 starts."""
+    ctx.train.update(optimizer="sgd", lr=0.1, weight_decay=0.5, reset_optimizer=False)
+    new = slice(*[ctx.info.sessions[1][0], ctx.info.sessions[1][-1] + 1])
+    initial = ctx.model.head.weight[new].clone(), ctx.model.head.bias[new].clone()
+    seen = {}
+
+    class Probe(SupervisedPlugin):
+        def before_training_exp(self, strategy, **kwargs):
+            head = strategy.model.head
+            momentum = strategy.optimizer.state.get(head.weight, {}).get("momentum_buffer")
+            seen[strategy.session] = (head.weight[new].clone(), head.bias[new].clone(),
+                                      None if momentum is None else momentum[new].clone())
+
+        def after_training_exp(self, strategy, **kwargs):
+            seen["end", strategy.session] = strategy.model.head.weight[new].clone()
+
+    strategy = ctx.template(plugins=[Probe()])
+    for exp in list(ctx.benchmark.train_stream)[:2]:
+        strategy.train(exp)
+    assert not torch.allclose(seen["end", 0], initial[0])  # decayed while unseen
+    weight, bias, momentum = seen[1]
+    assert torch.equal(weight, initial[0]) and torch.equal(bias, initial[1])
+    assert momentum is not None and not momentum.any()
+    assert not torch.equal(seen["end", 1], initial[0])  # and trained in their session

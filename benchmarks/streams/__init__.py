@@ -14,8 +14,9 @@ session). Options every dataset accepts: ``valid`` (fraction of the training ima
 as a validation split, by image, default 0) and ``eval`` (``test``, the default, or
 ``valid``: evaluate on the validation split instead of the test set, for choosing
 hyperparameters without looking at test numbers). Each dataset adds its own (e.g.
-``data_seed``). :func:`canonical` gives a stream its one name: options sorted, values
-normalised, defaults dropped.
+``data_seed``); a single-label dataset may declare ``valid_by`` (``image`` or ``class``: how
+``valid`` holds out, see ``base.carve_validation``). :func:`canonical` gives a stream its
+one name: options sorted, values normalised, defaults dropped.
 """
 from __future__ import annotations
 
@@ -166,6 +167,9 @@ def parse(name: str) -> tuple[Dataset, StreamName]:
     if parsed.options["eval"] == "valid" and not parsed.options["valid"]:
         raise StreamError(f"option eval=valid in {name!r} needs a validation split, "
                           "e.g. ?valid=0.1&eval=valid")
+    if parsed.options.get("valid_by") == "class" and not parsed.options["valid"]:
+        raise StreamError(f"option valid_by=class in {name!r} needs a validation split, "
+                          "e.g. ?valid=0.1&valid_by=class")
     return dataset, parsed
 
 
@@ -234,7 +238,8 @@ def build(name: str, data_root: Optional[str] = None, image_size: Optional[int] 
     if parsed.options["valid"] > 0:
         seed = int(parsed.options.get("data_seed", 0))
         train_sets, valid_sets, info.class_counts = carve_validation(
-            train_sets, data.full_train_labels, info.sessions, parsed.options["valid"], seed)
+            train_sets, data.full_train_labels, info.sessions, parsed.options["valid"], seed,
+            parsed.options.get("valid_by", "image"))
         if parsed.options["eval"] == "valid":
             test_sets = valid_sets
     joint = cumulative_sets(train_sets, data.full_train_labels, info.sessions, info.label_mode)

@@ -14,9 +14,11 @@ restrict them to the seen prefix).
 """
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
@@ -234,9 +236,45 @@ def make_benchmark(train_sets, test_sets, joint_sets, valid_sets=None):
     return benchmark_from_datasets(**streams)
 
 
+def held_by_image(train_sets: list[LabelledSet], fraction: float, seed: int) -> torch.Tensor:
+    """Pool indices of ``round(fraction * n)`` of the n training images, drawn by a torch
+    generator seeded ``seed`` (an image in several sessions counts once)."""
+    images = torch.unique(torch.cat([s.index for s in train_sets]))
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    return images[perm[: int(round(fraction * len(images)))]]
+
+
+def held_by_class(train_sets: list[LabelledSet], sessions: list[list[int]], fraction: float,
+                  seed: int) -> torch.Tensor:
+    """Pool indices held out per class of each single-label session, as the official
+    long-tailed CIL loader does (``get_data`` of its ``memory_dataset.py``).
+
+    A session's images are listed in pool order; for each of its classes in arrival order,
+    ``k = numpy.round(n * fraction)`` of the n images of the class still listed leave it, the
+    ranks drawn by ``random.Random(seed).sample(range(n), k)`` (one generator for the whole
+    stream, as the official script's global one seeded with its ``--seed``). When ``k`` is 0,
+    the official loader removes the first image still listed in the session, whatever its
+    class; so does this one, so that the counts match.
+    """
+    generator = random.Random(seed)
+    held = []
+    for data, classes in zip(train_sets, sessions):
+        rows, labels = data.index.tolist(), data.targets.tolist()
+        listed = list(range(len(rows)))
+        for c in classes:
+            members = [p for p in listed if labels[p] == c]
+            k = int(np.round(len(members) * fraction))
+            out = set(listed[:1]) if k == 0 else \
+                {members[r] for r in generator.sample(range(len(members)), k)}
+            listed = [p for p in listed if p not in out]
+            held.extend(rows[p] for p in out)
+    return torch.tensor(held, dtype=torch.long)
+
+
 def carve_validation(train_sets: list[LabelledSet], full_labels: torch.Tensor,
-                     sessions: list[list[int]], fraction: float, seed: int):
-    """Hold ``fraction`` of the training images out as a validation split (seeded), by image.
+                     sessions: list[list[int]], fraction: float, seed: int, by: str = "image"):
+    """Hold ``fraction`` of the training images out as a validation split (seeded), ``by``
+    image (:func:`held_by_image`) or by class (:func:`held_by_class`, single-label only).
 
     An image can sit in several sessions' training sets (multi-label, with other partial
     labels); a held-out image leaves every one of them. Validation experience ``t`` mirrors
@@ -246,8 +284,9 @@ def carve_validation(train_sets: list[LabelledSet], full_labels: torch.Tensor,
     and the per-class counts of the images left. The test split is never touched.
     """
     images = torch.unique(torch.cat([s.index for s in train_sets]))
-    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    held = images[perm[: int(round(fraction * len(images)))]].sort().values
+    held = held_by_class(train_sets, sessions, fraction, seed) if by == "class" else \
+        held_by_image(train_sets, fraction, seed)
+    held = held.sort().values
     kept = [s.subset(torch.nonzero(~torch.isin(s.index, held)).flatten()) for s in train_sets]
     num_classes = sessions[-1][-1] + 1
     multi = full_labels.dim() == 2

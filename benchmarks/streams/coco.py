@@ -11,6 +11,9 @@ annotations. Crowd annotations (``iscrowd=1``), option ``crowd``:
 - ``drop``: they are ignored before anything else; an image with no other annotation is
   dropped.
 
+Recipe: KRT's (``catalog.MLCIL_RECIPE``) for the incremental protocols, PSD's backbone and
+image size for the offline one (``coco:B80``).
+
 Class index: the categories of the training annotation file sorted alphabetically by name
 (airplane, apple, backpack, ...), the label order of the MLCIL papers' released code; it is
 also the published class order (``order=alphabetical``, the default). ``order=shuffled``
@@ -29,7 +32,7 @@ from pycocotools.coco import COCO
 
 from . import datasets
 from .catalog import COCO_SPLITS as SPLITS
-from .catalog import MLCIL_RECIPE
+from .catalog import MLCIL_RECIPE, PSD_RECIPE
 from .images import Split, multilabel_stream
 
 def _load(root: Path, split: str) -> COCO:
@@ -66,4 +69,4 @@ def build_coco(name, data_root=None, image_size=None):
     train = _split(root, SPLITS[0], train_coco, index, crowd)
     test = _split(root, SPLITS[1], val_coco, index, crowd)
     return multilabel_stream(name, class_names, "alphabetical", train, test,
-                             MLCIL_RECIPE, image_size)
+                             MLCIL_RECIPE if name.inc else PSD_RECIPE, image_size)
