@@ -228,6 +228,16 @@ def existing(tmp_path_factory):
     (["--seeds", "-1"], "seed -1 is out of range; accepted: integers from 0 to 4294967295"),
     (["--seeds", "99999999999"], "seed 99999999999 is out of range"),
     (["--seeds", ""], "no seeds given"),
+    (["--seeds", "0,,1"], "seeds must be comma-separated integers without empty items"),
+    (["--lr", "nan"], "argument --lr: expected a finite number > 0.0, got 'nan'"),
+    (["--lr", "inf"], "argument --lr: expected a finite number > 0.0, got 'inf'"),
+    (["--lr", "0"], "argument --lr: expected a finite number > 0.0, got '0'"),
+    (["--set", "toy.alpha=.nan"], "toy.alpha=nan: expected a finite number"),
+    (["--methods", "rebll", "--set", "rebll.tau=5"],
+     "rebll.tau=5.0 is out of range; accepted: from 0.0 to 1.0"),
+    (["--methods", "lwf", "--set", "lwf.alpha=-1"], "lwf.alpha=-1.0 is out of range"),
+    (["--streams", "digits:B0-C2?ratio=nan"], "option ratio='nan' for 'digits' must be a finite"),
+    (["--streams", "digits:B0-C2?ratio=10&ratio=20"], "bad stream option 'ratio' given twice"),
     (["--out", "/proc/imbacil"], "--out /proc/imbacil is not writable"),
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_results_alone(existing, argv, message,
@@ -359,4 +369,74 @@ def test_ctrl_c_keeps_finished_cells_and_writes_their_leaderboard(tmp_path, caps
     argv = ["--methods", "toy", "--plugin", TOY, "--seeds", "0,1", "--out", str(tmp_path)]
     assert main(argv, cell=interrupted) == 130
     assert "interrupted: finished cells are saved" in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "leaderboard.csv")["n_seeds"].tolist() == [1]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--methods", "nosuch"], ["--methods", "replay", "--streams", "nosuch:B0-C2"],
+    ["--methods", "replay", "--backbone", "nope"], ["--config", "nope.yaml"],
+    ["--methods", "rebll", "--set", "rebll.tau=5"], ["--methods", "replay", "--lr", "nan"],
+    ["--methods", "replay", "--streams", "coco:B40-C10"], ["--list"],
+])
+def test_user_errors_and_list_answer_without_importing_torch(argv, tmp_path):
+    """Every user error (and --list) is answered before torch is imported."""
+    script = ("import sys; from benchmarks.run import main; code = main(sys.argv[1:]); "
+              "print('torch' in sys.modules, 'avalanche' in sys.modules); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", script, *argv, "--out", str(tmp_path / "o")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == (0 if argv == ["--list"] else 2), done.stderr
+    assert done.stdout.splitlines()[-1] == "False False"
+
+
+def test_one_stream_written_three_ways_is_one_cell(tmp_path, capsys):
+    """Permuted options, an explicit default and a float spelled as an int are one cell."""
+    argv = ["--methods", "toy", "--plugin", TOY, "--seeds", "0", "--out", str(tmp_path)]
+    assert main([*argv, "--streams", "digits:B0-C2?train=300&test=150&ratio=10"],
+                cell=fake_cell.run_cell) == 0
+    again = "digits:B0-C2?test=150&ratio=10.0&train=300,digits:B0-C2?train=300&test=150"
+    assert main([*argv, "--streams", again], cell=forbidden) == 0
+    assert "1 cells: 1 done already, 0 to run" in capsys.readouterr().err
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert board["stream"].tolist() == ["digits:B0-C2?test=150&train=300"]
+
+
+def test_the_headline_command_without_replay_pairs_to_its_first_method(tmp_path, capsys):
+    argv = ["--methods", "toy,finetune", "--plugin", TOY, "--seeds", "0,1", "--out",
+            str(tmp_path)]
+    assert main(argv, cell=fake_cell.run_cell) == 0
+    assert "paired differences are to toy, the first of --methods" in capsys.readouterr().err
+    pairs = pd.read_csv(tmp_path / "paired.csv")
+    assert set(pairs["method"]) == {"finetune"} and set(pairs["baseline"]) == {"toy"}
+    assert "Δ avg_mAP vs toy" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_the_run_cli_reports_its_own_grid_and_report_renders_the_folder(tmp_path):
+    from benchmarks.report import main as report
+
+    base = ["--plugin", TOY, "--seeds", "0", "--out", str(tmp_path)]
+    assert main(["--methods", "finetune", *base], cell=fake_cell.run_cell) == 0
+    assert main(["--methods", "toy", *base], cell=fake_cell.run_cell) == 0
+    assert pd.read_csv(tmp_path / "leaderboard.csv")["method"].tolist() == ["toy"]
+    assert report([str(tmp_path)]) == 0
+    assert sorted(pd.read_csv(tmp_path / "leaderboard.csv")["method"]) == ["finetune", "toy"]
+
+
+def test_sigterm_ends_a_grid_like_ctrl_c(tmp_path):
+    """A grid killed with SIGTERM keeps its finished cells and writes their leaderboard."""
+    script = ("import sys, time, fake_cell; sys.path.insert(0, '.'); "
+              "from benchmarks.run import main\n"
+              "def slow(spec, progress=False):\n"
+              "    if spec.seed == 1:\n"
+              "        print('second cell', flush=True); time.sleep(60)\n"
+              "    return fake_cell.run_cell(spec, progress)\n"
+              "sys.exit(main(sys.argv[1:], cell=slow))")
+    argv = ["--methods", "toy", "--plugin", TOY, "--seeds", "0,1", "--out", str(tmp_path)]
+    proc = subprocess.Popen([sys.executable, "-c", script, *argv], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": f"{ROOT}/tests:{ROOT}"})
+    assert proc.stdout.readline().strip() == "second cell"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: finished cells are saved" in err
     assert pd.read_csv(tmp_path / "leaderboard.csv")["n_seeds"].tolist() == [1]

@@ -1,6 +1,7 @@
 """The method registry: hyperparameters, label modes, and the three ways to find a method."""
 import subprocess
 import sys
+import re
 import textwrap
 
 import pytest
@@ -86,3 +87,49 @@ def test_an_installed_package_registers_through_the_entry_point(tmp_path, monkey
     monkeypatch.syspath_prepend(str(site))
     assert "fromentrypoint" in methods.discover()
     assert methods.get("fromentrypoint").defaults == {"scale": 1.0}
+
+
+def _declare(**kwargs):
+    """Register a throwaway method with ``kwargs`` as its declaration."""
+    methods.register("declared", label_modes={"multi"}, **kwargs)(lambda ctx: None)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"defaults": {"w": 1.0}}, "numeric hyperparameter(s) w need a range"),
+    ({"defaults": {"w": 1.0}, "ranges": {"w": (0, 2)}, "space": {"v": ("float", 0, 1)}},
+     "space name(s) v, which are not hyperparameters"),
+    ({"defaults": {"w": 1.0}, "ranges": {"w": (0, 2)}, "space": {"w": ("float", 2, 1)}},
+     "space of declared.w: low 2 > high 1"),
+    ({"defaults": {"w": 1.0}, "ranges": {"w": (0, 2)}, "space": {"w": ("log", 0, 1)}},
+     "a log range must be above 0"),
+    ({"defaults": {"w": 1.0}, "ranges": {"w": (0, 2)}, "space": {"w": ("log", 0.1, 5)}},
+     "space of declared.w is out of range; accepted: from 0 to 2"),
+    ({"defaults": {"w": 1.0}, "ranges": {"w": (0, 2)}, "space": {"w": ("grid", 0, 1)}},
+     "expected (float|log|int, low, high) or (choice, values)"),
+    ({"defaults": {"w": 3.0}, "ranges": {"w": (0, 2)}}, "declared.w=3.0 is out of range"),
+    ({"defaults": {"kd": "a"}, "choices": {"kd": ("a", "b")}, "space": {"kd": ("choice", ("c",))}},
+     "space of declared.kd is not accepted; accepted: a, b"),
+])
+def test_a_declaration_that_contradicts_itself_is_refused(kwargs, message):
+    with pytest.raises(MethodError, match=re.escape(message)):
+        _declare(**kwargs)
+
+
+def test_every_builtin_method_declares_a_range_for_each_number_and_a_space_inside_it():
+    for name, method in methods.discover().items():
+        for key, value in method.defaults.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                assert key in method.ranges, (name, key)
+        for key, entry in method.space.items():
+            assert key in method.defaults, (name, key)
+
+
+def test_values_outside_a_range_or_not_finite_are_refused():
+    with pytest.raises(MethodError, match=r"rebll.tau=1.5 is out of range; accepted: from 0.0 "
+                                          r"to 1.0"):
+        methods.resolve_hparams("rebll", {"tau": "1.5"})
+    with pytest.raises(MethodError, match="expected a finite number"):
+        methods.resolve_hparams("lwf", {"alpha": ".inf"})
+    assert methods.resolve_hparams("lwf", {"alpha": "1e-3"})["alpha"] == 0.001
+    with pytest.raises(MethodError, match="psd.teacher_epochs=0 is out of range"):
+        methods.resolve_hparams("psd", {"teacher_epochs": 0})

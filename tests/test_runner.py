@@ -183,3 +183,35 @@ def test_code_version_is_the_commit_plus_a_dirty_hash_else_a_source_hash(tmp_pat
     (inner / "methods").mkdir(parents=True)
     (inner / "methods" / "m.py").write_text("")
     assert code_version(inner).startswith("src:")
+
+
+# -- canonical stream names -----------------------------------------------------------------
+
+@pytest.mark.parametrize("written, canonical", [
+    ("digits:B0-C2?train=300&test=150", "digits:B0-C2?test=150&train=300"),
+    ("digits:B0-C2?test=150&train=300", "digits:B0-C2?test=150&train=300"),
+    ("digits:B0-C2?ratio=10", "digits:B0-C2"),
+    ("digits:B0-C2?ratio=10.0&eval=test&valid=0", "digits:B0-C2"),
+    ("digits:B0-C2?ratio=20.0", "digits:B0-C2?ratio=20"),
+    ("digits:B0-C2?valid=0.10&eval=valid", "digits:B0-C2?eval=valid&valid=0.1"),
+])
+def test_a_stream_has_one_canonical_name(written, canonical):
+    from benchmarks import streams
+
+    assert streams.canonical(written) == canonical
+    assert expand(["toy"], [written], [0]).specs[0].stream == canonical
+
+
+def test_a_record_under_an_old_stream_name_is_migrated_to_its_canonical_cell(tmp_path):
+    old = RunSpec("toy", "digits:B0-C2?train=300&ratio=10.0&test=150", 0)
+    record = fake_cell.run_cell(old)
+    store = Store(tmp_path)
+    store.write(record)
+    new = expand(["toy"], [old.stream], [0]).specs[0]
+    assert new.id != old.id
+    records = store.load_all()
+    assert list(records) == [new.id]
+    assert records[new.id]["spec"]["stream"] == "digits:B0-C2?test=150&train=300"
+    assert records[new.id]["renamed_from"] == {"id": old.id, "stream": old.stream}
+    assert (tmp_path / "records" / f"{old.id}.json.renamed").exists()  # nothing is lost
+    assert store.pending([new]) == []
