@@ -55,6 +55,42 @@ def plot_stream(stream: str, metric: str, rows: pd.DataFrame, table: pd.DataFram
     return paths
 
 
+def plot_ranks(ranks: pd.Series, cd: float, path: Path, title: str) -> Path:
+    """A critical-difference diagram (Demsar 2006): methods at their mean rank on a rank
+    axis, a bar of the critical difference, and a thick line under each group of methods
+    whose mean ranks lie within it of each other."""
+    k = len(ranks)
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.3 * k))
+    ax.set_xlim(0.5, k + 0.5)
+    ax.set_ylim(-k - 1, 1.6)
+    ax.invert_xaxis()  # rank 1 on the right, as in Demsar's figures
+    for i, (name, rank) in enumerate(ranks.items()):  # the better half labelled on the right
+        right = i < (k + 1) // 2
+        y = -(i if right else k - 1 - i + (k + 1) // 2) - 1
+        edge = 0.5 if right else k + 0.5
+        ax.plot([rank, rank, edge], [0, y, y], color="0.3", lw=0.8)
+        ax.text(edge - 0.05 if right else edge + 0.05, y, f"{name} ({rank:.2f})",
+                ha="left" if right else "right", va="center", fontsize="small")
+    ax.plot([1, 1 + cd], [0.9, 0.9], color="black", lw=2)
+    ax.text(1 + cd / 2, 1.05, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize="small")
+    values = ranks.tolist()
+    groups = [(values[i], values[j]) for i in range(k) for j in range(k - 1, i, -1)
+              if values[j] - values[i] < cd]
+    groups = [g for g in groups if not any(o != g and o[0] <= g[0] and g[1] <= o[1]
+                                           for o in groups)]
+    for n, (low, high) in enumerate(dict.fromkeys(groups)):
+        ax.plot([low, high], [-0.3 - 0.25 * n] * 2, color="black", lw=3)
+    ax.set_yticks([])
+    ax.spines["top"].set_position(("data", 0))
+    ax.xaxis.tick_top()
+    ax.set_xticks(range(1, k + 1))
+    for side in ("left", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title, fontsize="small", pad=18)
+    _save(fig, path)
+    return path
+
+
 def _style(i: int) -> dict:
     return {"color": plt.get_cmap("tab10")(i % 10), "marker": MARKERS[i % len(MARKERS)]}
 

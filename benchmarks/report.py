@@ -25,6 +25,11 @@
 - ``per_seed.csv``: every cell's status and summary metrics.
 - ``per_class.csv``: every row's final value per class (mean over seeds) with the class's
   name and training count: the table behind the per-class plot.
+- ``summary.md``: which method wins overall: each method's mean rank over the streams (by
+  the headline metric's mean), the Friedman test and the Nemenyi critical difference
+  (Demsar 2006), and ``plots/summary_ranks.png``, its critical-difference diagram. A method
+  enters with one configuration: its tuned one (``tuning`` names the budget) or its config;
+  only those present on every stream are ranked.
 - ``plots/``: per stream, the figures of benchmarks/plots.py (the baseline marked).
 
 Failed cells appear in ``per_seed.csv`` only. Every file is written atomically (a temp file,
@@ -44,10 +49,11 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from benchmarks.plots import plot_stream
+from benchmarks.plots import plot_ranks, plot_stream
 from benchmarks.runner.store import Store, umask, write_text
 from benchmarks.runner.version import cell_version, code_version
-from benchmarks.stats import ci95, paired_differences
+from benchmarks.stats import (ci95, critical_difference, friedman, mean_ranks,
+                              paired_differences)
 
 # The per-session metric of each label mode; the headline is its average over sessions.
 SESSION_METRIC = {"multi": "mAP", "single": "acc"}
@@ -57,8 +63,8 @@ ROW = ["stream", "method", "config", "threads"]
 PAIRED_ON = ["stream", "train_config", "threads"]
 DEFAULT_BASELINE = "replay"
 # The columns of per_seed.csv before the summary metrics.
-CELL = ["id", *ROW, "hparams_config", "train_config", "seed", "label_mode", "pretrained",
-        "status", "error", "code_version", "stale", "wall_time_s"]
+CELL = ["id", *ROW, "hparams_config", "train_config", "seed", "tuning", "label_mode",
+        "pretrained", "status", "error", "code_version", "stale", "wall_time_s"]
 
 
 def _items(overrides: dict) -> str:
@@ -85,6 +91,7 @@ def per_seed(records: list[dict], current: Optional[str] = None) -> pd.DataFrame
                      "threads": (record.get("env") or {}).get("threads"),
                      "hparams_config": _items(spec["hparams"]),
                      "train_config": _items(spec["train"]), "seed": spec["seed"],
+                     "tuning": spec.get("tuning", ""),
                      "label_mode": (record.get("stream") or {}).get("label_mode"),
                      "pretrained": bool(record.get("pretrained")),
                      "status": record["status"], "error": record.get("error"),
@@ -112,6 +119,7 @@ def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
         row = {"stream": stream, "label_mode": cells["label_mode"].iloc[0], "method": method,
                "config": config, "threads": threads,
                "hparams_config": cells["hparams_config"].iloc[0],
+               "tuning": cells["tuning"].iloc[0] or "defaults",
                "pretrained": bool(cells["pretrained"].all()), "n_seeds": len(cells)}
         for metric in metrics:
             values = pd.to_numeric(cells[metric], errors="coerce")
@@ -123,8 +131,8 @@ def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
         row["stale"] = len(versions) > 1 or bool(cells["stale"].any())
         rows.append(row)
     board = pd.DataFrame(rows, columns=[
-        "stream", "label_mode", "method", "config", "threads", "hparams_config", "pretrained",
-        "n_seeds",
+        "stream", "label_mode", "method", "config", "threads", "hparams_config", "tuning",
+        "pretrained", "n_seeds",
         *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")),
         "wall_time_s_mean", "code_versions", "stale"])
     board["_headline"] = [row.get(f"avg_{SESSION_METRIC.get(row['label_mode'])}_mean")
@@ -226,10 +234,61 @@ def class_table(per_class: pd.DataFrame) -> pd.DataFrame:
     return per_class.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
 
 
+def stream_scores(board: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Streams x entries table of the mean headline, an entry being a method with its tuning
+    (or its config when untuned); and the entries left out for missing a stream."""
+    if board.empty:
+        return pd.DataFrame(), []
+    key = [row["method"] + (f" [{row['tuning']}]" if row["tuning"] != "defaults" else
+                            f" ({row['config']})" if row["config"] else "")
+           for _, row in board.iterrows()]
+    value = [row.get(f"avg_{SESSION_METRIC[row['label_mode']]}_mean")
+             for _, row in board.iterrows()]
+    table = pd.DataFrame({"stream": board["stream"], "entry": key, "value": value})
+    scores = table.drop_duplicates(["stream", "entry"]).pivot(index="stream", columns="entry",
+                                                              values="value")
+    complete = scores.dropna(axis=1)
+    return complete, sorted(set(scores.columns) - set(complete.columns))
+
+
+def summary(board: pd.DataFrame, folder: Path) -> str:
+    """summary.md's text: mean ranks over streams, Friedman, Nemenyi CD (and the figure)."""
+    scores, left_out = stream_scores(board)
+    lines = ["# Which method wins overall", ""]
+    if scores.empty or scores.shape[1] < 2:
+        return "\n".join(lines + ["Fewer than two methods ran on every stream: nothing to "
+                                  "rank.", ""])
+    ranks, test = mean_ranks(scores), friedman(scores)
+    per_stream = scores.rank(axis=1, ascending=False, method="average")
+    lines += ["| method | mean rank | " + " | ".join(scores.index) + " |",
+              "|---|---|" + "---|" * len(scores.index)]
+    for entry, rank in ranks.items():
+        lines.append(f"| {entry} | {rank:.2f} | "
+                     + " | ".join(f"{per_stream.loc[s, entry]:g} ({scores.loc[s, entry]:.1f})"
+                                  for s in scores.index) + " |")
+    lines += ["", f"Ranks by the mean headline metric (average mAP or accuracy over "
+                  f"sessions) on each of the {test['n']} streams; rank 1 is best, ties share "
+                  "the average; in brackets the value ranked."]
+    if test["n"] >= 2:
+        cd = critical_difference(test["k"], test["n"])
+        lines += ["", f"Friedman test (Demsar 2006): chi2_F = {test['chi2']:.2f} (p = "
+                      f"{test['p_chi2']:.3g}), Iman-Davenport F_F = {test['F']:.2f} (p = "
+                      f"{test['p_F']:.3g}). Nemenyi critical difference at 0.05: {cd:.2f} "
+                      "mean ranks: two methods whose mean ranks differ by less are not "
+                      "distinguished (plots/summary_ranks.png)."]
+        plot_ranks(ranks, cd, folder / "summary_ranks.png",
+                   f"mean rank over {test['n']} streams (bar: Nemenyi CD at 0.05)")
+    else:
+        lines += ["", "One stream: no test across streams."]
+    if left_out:
+        lines += ["", "Not ranked (missing on some stream): " + ", ".join(left_out) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def plot(records: list[dict], board: pd.DataFrame, folder: Path,
-         baseline: Optional[str] = None) -> None:
-    """Every figure of benchmarks/plots.py, per stream, into a temp folder swapped in for
-    ``folder`` once all are drawn."""
+         baseline: Optional[str] = None) -> str:
+    """Every figure of benchmarks/plots.py, per stream, and the cross-stream summary, into a
+    temp folder swapped in for ``folder`` once all are drawn; returns summary.md's text."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     fresh = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
@@ -238,6 +297,7 @@ def plot(records: list[dict], board: pd.DataFrame, folder: Path,
             plot_stream(stream, SESSION_METRIC[rows["label_mode"].iloc[0]], rows,
                         table[table["stream"] == stream],
                         per_class[per_class["stream"] == stream], fresh, baseline)
+        text = summary(board, fresh)
         fresh.chmod(0o777 & ~umask())
         old = folder.with_name(f".{folder.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -247,12 +307,14 @@ def plot(records: list[dict], board: pd.DataFrame, folder: Path,
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
+    return text
 
 
 def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
            ids: Optional[Iterable[str]] = None) -> list[Path]:
-    """Write leaderboard.csv, leaderboard.md, paired.csv, per_seed.csv, per_class.csv and
-    plots/ from ``out/records`` (only the cells ``ids`` when given), each atomically."""
+    """Write leaderboard.csv, leaderboard.md, paired.csv, per_seed.csv, per_class.csv,
+    summary.md and plots/ from ``out/records`` (only the cells ``ids`` when given), each
+    atomically."""
     out = Path(out)
     records = list(Store(out).load_all().values())
     if ids is not None:
@@ -268,8 +330,8 @@ def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
                                   pairs.to_csv(index=False), seeds.to_csv(index=False),
                                   class_table(final_per_class(records)).to_csv(index=False))):
         write_text(path, text)
-    plot(records, board, out / "plots", baseline)
-    return [*paths, out / "plots"]
+    write_text(out / "summary.md", plot(records, board, out / "plots", baseline))
+    return [*paths, out / "summary.md", out / "plots"]
 
 
 def write_tensorboard(record: dict, folder) -> None:

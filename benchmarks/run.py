@@ -192,15 +192,15 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     from methods import MethodError, discover, load_plugin
 
     try:
-        args, config = _parse(argv)
+        args, config = parse(argv)
         discover()  # the suite's methods first: a plugin may not take their names
         for plugin in args.plugin:
             load_plugin(plugin)
         if args.list:
             print(listing())
             return 0
-        plan = _plan(args, config)
-        _check_heavy(plan, args)
+        plan = make_plan(args, config)
+        check_heavy(plan, args)
     except (UsageError, GridError, MethodError, streams.StreamError, ClusterError) as exc:
         return _usage_error(exc)
     return execute(plan, cell)
@@ -211,15 +211,18 @@ def _usage_error(exc: Exception) -> int:
     return 2
 
 
-def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
-    """The flags, with a ``--config`` file's options under them (the command line wins)."""
+def parse(argv: list[str], make_parser: Callable[[], argparse.ArgumentParser] = None
+          ) -> tuple[argparse.Namespace, dict]:
+    """The flags, with a ``--config`` file's options under them (the command line wins);
+    ``make_parser`` builds the parser (default :func:`parser`)."""
     from benchmarks.runner.grid import load_config
 
-    args = parser().parse_args(argv)
+    make_parser = make_parser or parser
+    args = make_parser().parse_args(argv)
     if not args.config:
         return args, {}
     config = load_config(args.config)
-    return parser().parse_args(_config_argv(config) + argv), config
+    return make_parser().parse_args(_config_argv(config) + argv), config
 
 
 def _config_argv(config: dict) -> list[str]:
@@ -238,13 +241,13 @@ def _config_argv(config: dict) -> list[str]:
             tokens += [t for plugin in split_list(value) for t in ("--plugin", plugin)]
         elif key in SWITCHES:  # given when true
             tokens += [f"--{key.replace('_', '-')}"] if value else []
-        elif key != "grid" and value is not None:
+        elif key not in ("grid", "tuned") and value is not None:
             value = ",".join(map(str, value)) if isinstance(value, list) else text(value)
             tokens += [f"--{key.replace('_', '-')}", value]
     return tokens
 
 
-def _plan(args: argparse.Namespace, config: dict) -> Plan:
+def make_plan(args: argparse.Namespace, config: dict) -> Plan:
     """Validate everything a user can get wrong (creating only the results folder, to check
     that it is writable)."""
     from benchmarks import backbones, streams
@@ -265,7 +268,8 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
                   parse_seeds(DEFAULT_SEEDS if args.seeds is None else args.seeds), sets=sets,
                   grid=config.get("grid"), data_root=args.data_root,
                   train={k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None},
-                  plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin))
+                  plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin),
+                  tuned=config.get("tuned"))
     if args.pretrained and not Path(args.pretrained).is_file():
         raise UsageError(f"--pretrained {args.pretrained}: no such file (give a local "
                          "weights file; nothing is downloaded)")
@@ -295,7 +299,7 @@ def _plan(args: argparse.Namespace, config: dict) -> Plan:
                 args.tensorboard, args.quiet, args.baseline)
 
 
-def _check_heavy(plan: Plan, args: argparse.Namespace) -> None:
+def check_heavy(plan: Plan, args: argparse.Namespace) -> None:
     """What needs torch or a cluster: embedded streams without an empty session, a CUDA
     device when asked for, a timm model the installed timm has, and a Ray cluster that can
     run the cells (last: it asks it)."""
@@ -383,7 +387,7 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # as Ctrl-C
     try:
         if todo:
-            _run_cells(plan, todo, store, version, cell)
+            run_cells(plan, todo, store, version, cell)
     except KeyboardInterrupt:
         paths = render(plan.out, version, baseline, ids)
         print(f"interrupted: finished cells are saved in {plan.out} and in its leaderboard; "
@@ -411,7 +415,7 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
+def run_cells(plan: Plan, todo: list[RunSpec], store: Store, version: str,
                cell: Optional[Callable[..., dict]]) -> None:
     """Run ``todo`` on the plan's executor; stamp, store (and log) each record on arrival."""
     from benchmarks.progress import Progress

@@ -1,4 +1,5 @@
-"""Statistics over seeds: confidence intervals and paired differences between methods.
+"""Statistics over seeds: confidence intervals and paired differences between methods; and
+over streams: mean ranks, the Friedman test and the Nemenyi critical difference.
 
 Intervals are two-sided 95% Student-t intervals over seeds: ``mean ± t(0.975, n-1) * s /
 sqrt(n)`` with ``s`` the sample standard deviation of the n seeds. A paired difference
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
@@ -57,3 +59,35 @@ def paired_differences(seeds: pd.DataFrame, baseline: str, metrics: list[str],
                          "significant": bool(half == half and abs(diff.mean()) > half)})
     return pd.DataFrame(rows, columns=["method", "config", *keys, "baseline", "metric",
                                        "n_pairs", "diff_mean", "diff_ci95", "significant"])
+
+
+def mean_ranks(scores: pd.DataFrame) -> pd.Series:
+    """Each column's (method's) mean rank over the rows (streams); rank 1 is the highest
+    score of a row, ties share the average rank."""
+    return scores.rank(axis=1, ascending=False, method="average").mean().sort_values()
+
+
+def friedman(scores: pd.DataFrame) -> dict:
+    """The Friedman test of Demsar (2006, Eq. 1-2) over N rows (streams) and k columns
+    (methods): ``chi2 = 12N / (k(k+1)) * (sum R_j^2 - k(k+1)^2 / 4)`` with R_j the mean
+    ranks (chi-square, k-1 degrees of freedom), and Iman and Davenport's
+    ``F = (N-1) chi2 / (N(k-1) - chi2)`` (F with k-1 and (k-1)(N-1) degrees of freedom), the
+    one Demsar recommends. NaN where N < 2 or k < 2."""
+    n, k = scores.shape
+    ranks = mean_ranks(scores)
+    if n < 2 or k < 2:
+        return {"n": n, "k": k, "chi2": math.nan, "p_chi2": math.nan, "F": math.nan,
+                "p_F": math.nan}
+    chi2 = 12 * n / (k * (k + 1)) * (float((ranks ** 2).sum()) - k * (k + 1) ** 2 / 4)
+    denominator = n * (k - 1) - chi2
+    f = (n - 1) * chi2 / denominator if denominator > 0 else math.inf
+    return {"n": n, "k": k, "chi2": chi2, "p_chi2": float(scipy_stats.chi2.sf(chi2, k - 1)),
+            "F": f, "p_F": float(scipy_stats.f.sf(f, k - 1, (k - 1) * (n - 1)))
+            if math.isfinite(f) else 0.0}
+
+
+def critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
+    """The Nemenyi test's critical difference of mean ranks (Demsar 2006, Sec. 3.2.2):
+    ``q_alpha * sqrt(k(k+1) / (6N))``, q_alpha the studentized range quantile / sqrt(2)."""
+    q = scipy_stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    return float(q * math.sqrt(k * (k + 1) / (6 * n)))

@@ -86,8 +86,12 @@ def test_render_writes_csvs_markdown_and_plots_and_the_cli_rerenders(tmp_path, c
     assert "| toy | epochs=1 | 2 | 42.00 ± 25.41 |" in md
     assert "| best † | epochs=1 | 2 | 51.00 ± 12.71 |" in md and "--rerun" in md
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert plots == sorted(f"{slug}_{kind}.png" for slug in ("digits_B0_C2", "digits_lt_B0_C2")
-                           for kind in ("sessions", "last", "groups", "per_class"))
+    assert plots == sorted([f"{slug}_{kind}.png" for slug in ("digits_B0_C2", "digits_lt_B0_C2")
+                            for kind in ("sessions", "last", "groups", "per_class")]
+                           + ["summary_ranks.png"])
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Friedman test" in summary and "Not ranked (missing on some stream): toy (alpha=2.0" \
+        in summary
     assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
     (tmp_path / "leaderboard.csv").unlink()
     assert report.main([str(tmp_path)]) == 0
@@ -169,7 +173,7 @@ def test_the_report_renders_every_plot_for_a_grid_with_pairs_to_replay(tmp_path)
                 store.write(_full_record(method, seed, stream, shift=3 * i + seed))
     paths = report.render(tmp_path, current="v1")
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert len(plots) == 8 and all(
+    assert len(plots) == 9 and "summary_ranks.png" in plots and all(
         (tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
     pairs = pd.read_csv(tmp_path / "paired.csv")
     better = pairs[(pairs["method"] == "better") & (pairs["metric"] == "avg_mAP")].iloc[0]
@@ -179,3 +183,22 @@ def test_the_report_renders_every_plot_for_a_grid_with_pairs_to_replay(tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert "Δ avg_mAP vs replay" in md and "| better | " in md
     assert tmp_path / "paired.csv" in paths
+
+
+def test_mean_ranks_friedman_and_critical_difference_against_a_table_worked_by_hand():
+    from benchmarks.stats import critical_difference, friedman, mean_ranks
+
+    scores = pd.DataFrame({"a": [90, 80, 70], "b": [85, 82, 60], "c": [70, 60, 50],
+                           "d": [60, 90, 40]}, index=["s1", "s2", "s3"])
+    # ranks: s1 a1 b2 c3 d4; s2 d1 b2 a3 c4; s3 a1 b2 c3 d4 -> a 5/3, b 2, d 3, c 10/3
+    assert mean_ranks(scores).to_dict() == pytest.approx({"a": 5 / 3, "b": 2, "d": 3,
+                                                          "c": 10 / 3})
+    test = friedman(scores)
+    # chi2 = 12*3/(4*5) * (25/9 + 4 + 100/9 + 9 - 4*25/4) = 1.8 * 17/9 = 3.4
+    assert test["chi2"] == pytest.approx(3.4)
+    assert test["F"] == pytest.approx(2 * 3.4 / (3 * 3 - 3.4))  # Iman-Davenport
+    # Demsar's q_0.05 for k = 4 is 2.569: CD = 2.569 * sqrt(4*5 / (6*3))
+    assert critical_difference(4, 3) == pytest.approx(2.569 * (20 / 18) ** 0.5, abs=1e-3)
+    assert critical_difference(4, 14) == pytest.approx(1.25, abs=0.01)  # Demsar's example
+    ties = pd.DataFrame({"a": [1, 2], "b": [1, 1]})
+    assert mean_ranks(ties).to_dict() == {"a": 1.25, "b": 1.75}

@@ -12,6 +12,13 @@ given on the command line win; paths are relative to the working directory)::
     plugins: [my_methods.py]
     set: {lwf: {temperature: 1.0}}         # one value, like --set lwf.temperature=1.0
     grid: {lwf: {alpha: [0.5, 1.0, 2.0]}}  # three variants of lwf
+
+``tuned`` (what ``benchmarks.tune`` writes) gives per method and stream the chosen
+hyperparameters and learning rate, and how they were chosen::
+
+    tuned: {lwf: {"digits:B0-C2": {hparams: {alpha: 2.3}, lr: 0.004, tuning: valid budget 8}}}
+
+A tuned (method, stream) runs that one configuration (``set`` and a ``--lr`` still win).
 """
 from __future__ import annotations
 
@@ -32,7 +39,8 @@ CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "mem
                "memory_labels",
                "backbone", "pretrained", "image_size", "amp", "channels_last", "reset_optimizer",
                "device", "data_root", "set", "grid", "plugins", "workers", "threads", "executor",
-               "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline")
+               "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline", "tuned")
+TUNED_KEYS = ("hparams", "lr", "tuning")
 
 
 class GridError(ValueError):
@@ -115,25 +123,34 @@ def load_config(path) -> dict:
             if not isinstance(values, list) or not values:
                 raise GridError(f"grid {method}.{key} in --config {path} must be a non-empty "
                                 f"list of values, got {values!r}")
+    for method, entries in (config.get("tuned") or {}).items():
+        if not isinstance(entries, dict) or not all(
+                isinstance(entry, dict) and set(entry) <= set(TUNED_KEYS)
+                for entry in entries.values()):
+            raise GridError(f"tuned {method} in --config {path} must map each stream to "
+                            f"{{{', '.join(TUNED_KEYS)}}}, got {entries!r}")
     return config
 
 
 def expand(methods: list[str], stream_names: list[str], seeds: list[int], *,
            sets: Optional[dict] = None, grid: Optional[dict] = None,
            train: Optional[dict] = None, data_root: Optional[str] = None,
-           plugins: tuple = ()) -> Grid:
+           plugins: tuple = (), tuned: Optional[dict] = None) -> Grid:
     """Every cell of the grid, each spec once, hyperparameters checked and typed;
     ``plugins`` are the method files a cell loads (loaded here already).
 
     Raises MethodError (unknown method or key, wrong type) or StreamError (bad stream name).
     A key in ``sets`` is fixed: it is taken out of ``grid``. Streams are named canonically
     (:func:`benchmarks.streams.canonical`), so that one stream is one cell id however the
-    user wrote its options.
+    user wrote its options. ``tuned`` maps a method and stream to the one configuration
+    ``benchmarks.tune`` chose there (see the module docstring).
     """
     sets, grid = sets or {}, grid or {}
-    for method in [*methods, *sets, *grid]:
+    for method in [*methods, *sets, *grid, *(tuned or {})]:
         get(method)
     stream_names = list(dict.fromkeys(streams.canonical(name) for name in stream_names))
+    tuned = {(method, streams.canonical(stream)): entry
+             for method, entries in (tuned or {}).items() for stream, entry in entries.items()}
     modes = {name: streams.parse(name)[0].label_mode for name in stream_names}
     variants = {method: _variants(method, sets.get(method, {}), grid.get(method, {}))
                 for method in dict.fromkeys([*methods, *sets, *grid])}
@@ -145,12 +162,26 @@ def expand(methods: list[str], stream_names: list[str], seeds: list[int], *,
             except MethodError as exc:
                 skipped.append(f"skipping {method} on {name}: {exc}")
                 continue
-            for hparams in variants[method]:
+            configs = [(hparams, dict(train or {}), "") for hparams in variants[method]]
+            if (method, name) in tuned:
+                configs = [_tuned(method, tuned[method, name], sets.get(method, {}), train)]
+            for hparams, cell_train, tuning in configs:
                 for seed in seeds:
-                    spec = RunSpec(method, name, seed, hparams, dict(train or {}), data_root,
-                                   tuple(plugins))
+                    spec = RunSpec(method, name, seed, hparams, cell_train, data_root,
+                                   tuple(plugins), tuning)
                     specs.setdefault(spec.id, spec)
     return Grid(list(specs.values()), skipped)
+
+
+def _tuned(method: str, entry: dict, fixed: dict, train: Optional[dict]):
+    """The hyperparameters, training config and tuning label of a tuned entry (``fixed``
+    and a given learning rate win)."""
+    overrides = {**entry.get("hparams", {}), **fixed}
+    typed = resolve_hparams(method, overrides)
+    cell_train = dict(train or {})
+    if "lr" in entry and "lr" not in cell_train:
+        cell_train["lr"] = float(entry["lr"])
+    return {key: typed[key] for key in overrides}, cell_train, str(entry.get("tuning", "tuned"))
 
 
 def _variants(method: str, fixed: dict, lists: dict) -> list[dict]:

@@ -14,7 +14,9 @@ _NOT_IDENTITY = ("num_workers",)
 class RunSpec:
     """What one cell runs. ``hparams`` override the method's defaults; ``train`` overrides
     the stream's recipe (epochs, batch_size, lr, memory, device, ...); ``data_root`` says
-    where real data lives and is not part of the cell's identity."""
+    where real data lives and ``tuning`` how the hyperparameters were chosen (empty: the
+    method's defaults and the user's overrides; e.g. ``valid budget 16``): neither is part of
+    the cell's identity."""
 
     method: str
     stream: str
@@ -23,6 +25,7 @@ class RunSpec:
     train: dict = field(default_factory=dict)
     data_root: Optional[str] = None
     plugins: tuple = ()
+    tuning: str = ""
 
     @property
     def id(self) -> str:
