@@ -80,3 +80,22 @@ class ProportionalKD(SupervisedPlugin):
         else:
             term = soft_cross_entropy(new, old, self.temperature)
         strategy.loss = (1 - lam) * strategy.loss + lam * term
+
+
+class SummedSigmoidKD(SupervisedPlugin):
+    """iCaRL's distillation (Rebuffi et al. CVPR 2017, Alg. 3, as the long-tailed CIL code's
+    ``icarl.py`` criterion): ``weight * sum_{c old} BCE(sigmoid(z_c), sigmoid(z_prev_c))``,
+    each class's term a batch mean, added to the classification loss."""
+
+    needs_previous_model = True
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def before_backward(self, strategy, **kwargs):
+        if strategy.prev_output is None or strategy.n_old == 0:
+            return
+        n = strategy.n_old
+        term = n * sigmoid_distillation(strategy.mb_output[:, :n], strategy.prev_output[:, :n])
+        strategy.loss = strategy.loss + self.weight * term
