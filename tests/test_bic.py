@@ -146,3 +146,15 @@ def test_memory_excludes_given_indices():
     data = SimpleNamespace(targets=torch.tensor([0, 0, 0, 0]), index=torch.arange(4))
     rows = torch.nonzero(data.targets == 0).flatten()
     assert rows[~torch.isin(data.index[rows], memory.excluded)].tolist() == [2, 3]
+
+
+def test_total_budget_gives_the_validation_share_of_each_class_quota():
+    # total 100 over 7 seen classes: quota 14, ceil(0.1 * 14) = 2 held out per class, so the
+    # training memory keeps 12 per class (FACIL's max_num_exemplars = 12 * 7)
+    memory = LabelMemory(100, mode="total", selection="random")
+    bic = BiasCorrection(memory, share=0.1)
+    assert bic.val_quota(7) == 2
+    bic.before_train_dataset_adaptation(SimpleNamespace(n_seen=7))
+    assert memory.max_size == 84 and memory.quota(7) == 12
+    bic.before_train_dataset_adaptation(SimpleNamespace(n_seen=10))  # quota 10: 1 held out
+    assert memory.max_size == 90 and memory.quota(10) == 9
