@@ -78,6 +78,8 @@ class LabelMemory(ExemplarsBuffer):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.generator = generator or torch.Generator()
         self.per_class: dict[int, object] = {}
+        # pool indices never selected (e.g. BiC's held-out validation samples)
+        self.excluded: torch.Tensor | None = None
 
     def quota(self, n_seen: int) -> int:
         return self.max_size if self.mode == "per_class" else self.max_size // max(1, n_seen)
@@ -93,6 +95,8 @@ class LabelMemory(ExemplarsBuffer):
                 rows = torch.nonzero(data.targets[:, c] * data.mask[:, c]).flatten()
             else:
                 rows = torch.nonzero(data.targets == c).flatten()
+            if self.excluded is not None:
+                rows = rows[~torch.isin(data.index[rows], self.excluded)]
             if feats is not None:
                 order = rows[herding_order(feats[rows], quota)]
             else:
