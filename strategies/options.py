@@ -7,3 +7,5 @@ OR_MODES = ("online", "end_of_session", "off")
 OR_SCOPES = ("memory", "all")
 OR_LABELS = ("hard", "soft")
 MEMORY_LABELS = ("own", "forward")  # strategies/memory.py
+FOCAL_GRADS = ("detached", "full")  # strategies/losses.py: ASL's focusing weight in the graph
+TEACHER_MODES = ("train", "eval")  # strategies/psd.py: the teachers' mode while distilling

@@ -30,6 +30,10 @@ Choices of this implementation (the official code is Robbie-Xu/CPSD; this is our
   one optimizer per teacher. Teachers start from a copy of the model at the session's start
   (the official teachers start, like the student, from the same pretrained weights); their
   heads stay full-width, and only their cluster's columns are trained and read.
+- As in the official code (its defaults here, each with an option to switch back): the
+  teachers stay in training mode while the student queries them (``teacher_mode=train``;
+  BatchNorm normalises each batch by its own statistics), and every ASL detaches its
+  focusing weight (``focal_grad=detached``, the official ``disable_torch_grad_focal_loss``).
 - The losses are means, not the official sums: ASL over the supervised entries, D over the
   partitioned classes of every sample; with every entry supervised and partitioned, the
   ratio between the terms is the official one. The official code keeps the teacher and
@@ -50,6 +54,7 @@ from threadpoolctl import threadpool_limits
 
 from .fit import fit
 from .losses import asymmetric_loss, supervised_mask
+from .options import TEACHER_MODES
 from .template import session_seed
 
 KINDS = ("cgp", "dgp")
@@ -196,15 +201,25 @@ class ParallelSelfDistillation(SupervisedPlugin):
     trains by :func:`student_loss`. With fewer than 2 partitioned classes the session falls
     back to plain ASL. ``strategy.notes["psd"]`` records the partitions (class indices in
     arrival order), the teachers' epoch losses, or the fallback.
+
+    ``teacher_mode``: the teachers' mode while the student queries them, ``train`` (as the
+    official code: BatchNorm with the batch's statistics) or ``eval`` (running statistics).
+    ``focal_grad``: see :func:`strategies.losses.asymmetric_loss`, for every ASL of PSD.
     """
 
     def __init__(self, make_optimizer, *, clusters: int = 5, alpha: float = 0.5,
                  teacher_epochs: int, gamma_neg: float = 4.0, gamma_pos: float = 0.0,
-                 clip: float = 0.05):
+                 clip: float = 0.05, focal_grad: str = "detached",
+                 teacher_mode: str = "train"):
         super().__init__()
+        if teacher_mode not in TEACHER_MODES:
+            raise ValueError(f"unknown teacher_mode {teacher_mode!r}; accepted: "
+                             f"{', '.join(TEACHER_MODES)}")
         self.make_optimizer = make_optimizer
         self.clusters, self.alpha, self.teacher_epochs = clusters, alpha, teacher_epochs
-        self.asl = dict(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip)
+        self.teacher_mode = teacher_mode
+        self.asl = dict(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip,
+                        focal_grad=focal_grad)
         self.bank: TeacherBank | None = None
         self.covered: torch.Tensor | None = None
         self._teacher_logits = None
@@ -230,7 +245,9 @@ class ParallelSelfDistillation(SupervisedPlugin):
                      num_workers=strategy.num_workers, step=TeacherBank.step,
                      generator=torch.Generator().manual_seed(
                          session_seed(strategy.seed, strategy.session)))
-        self.bank.eval().requires_grad_(False)
+        # the official code queries its teachers in training mode (batch statistics in
+        # BatchNorm); their running statistics then move, which nothing reads
+        self.bank.train(self.teacher_mode == "train").requires_grad_(False)
         strategy.notes["psd"] = {"classes": classes.tolist(), "cgp": partitions[0],
                                  "dgp": partitions[1], "teacher_loss": losses}
 

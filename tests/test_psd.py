@@ -204,16 +204,7 @@ def test_psd_falls_back_to_plain_asl_with_one_class_and_says_so(cell):
 
 def test_asl_method_trains_by_the_asymmetric_loss_with_its_hyperparameters(cell):
     import methods
-    from benchmarks import models
-    benchmark, info = streams.build("digits:B10?train=100&test=50")
-    hparams = methods.resolve_hparams("asl", {"gamma_neg": 2.0})
-    train = dict(epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=50,
-                 eval_batch_size=50, milestones=[], num_workers=0, memory=0,
-                 memory_mode="per_class", selection="random", amp="off",
-                 channels_last=False, reset_optimizer=True, memory_labels="own")
-    ctx = methods.MethodContext(models.build("smallcnn", 10, 1), info, hparams, train,
-                                benchmark, torch.device("cpu"))
-    strategy = methods.get("asl").build(ctx)
+    strategy, _ = _built("asl", gamma_neg=2.0)
     z, y = torch.randn(4, 10), (torch.rand(4, 10) < 0.3).float()
     mask = torch.ones(4, 10, dtype=torch.bool)
     assert torch.equal(strategy._criterion(z, y, mask),
@@ -239,3 +230,77 @@ def test_summary_of_one_session_has_no_forgetting():
                "tail_mAP": 40.0, "per_class": [50.0, 50.0]}
     summary = summarize([session], "multi")
     assert summary["forgetting"] is None and summary["avg_mAP"] == summary["last_mAP"] == 50.0
+
+
+# --- departures from the official code, now options ------------------------------------------
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_teachers_are_queried_in_the_mode_asked_for(mode):
+    from avalanche.core import SupervisedPlugin
+
+    class Probe(SupervisedPlugin):  # after PSD's after_forward: the teachers' logits are set
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def after_forward(self, strategy, **kwargs):
+            psd = strategy.plugins[0]
+            bank, was = psd.bank, psd.bank.training
+            with torch.no_grad():
+                modes = {m.training for m in bank.modules()}
+                eval_out = bank.eval()(strategy.mb_x)
+                train_out = bank.train()(strategy.mb_x)
+            bank.train(was)
+            self.seen.append((modes, psd._teacher_logits, train_out, eval_out))
+
+    probe = Probe()
+    strategy, benchmark = _built("psd", probe, clusters=2, teacher_mode=mode)
+    assert strategy.plugins[0].teacher_mode == mode
+    strategy.train(benchmark.train_stream[0])
+    assert probe.seen
+    for modes, used, train_out, eval_out in probe.seen:
+        assert modes == {mode == "train"}
+        assert torch.equal(used, train_out if mode == "train" else eval_out)
+        assert not torch.allclose(train_out, eval_out)  # BatchNorm: batch vs running stats
+
+
+def test_psd_and_asl_follow_the_official_defaults_and_switch_back():
+    import methods
+    for name in ("psd", "asl"):
+        assert methods.resolve_hparams(name, {})["focal_grad"] == "detached"
+        assert methods.resolve_hparams(name, {"focal_grad": "full"})["focal_grad"] == "full"
+        with pytest.raises(methods.MethodError, match="accepted: detached, full"):
+            methods.resolve_hparams(name, {"focal_grad": "none"})
+    assert methods.resolve_hparams("psd", {})["teacher_mode"] == "train"
+    with pytest.raises(methods.MethodError, match="accepted: train, eval"):
+        methods.resolve_hparams("psd", {"teacher_mode": "frozen"})
+    # the methods' criteria carry the option: the values agree, the gradients follow it
+    z = torch.tensor([[0.3, 1.5, -0.2]], requires_grad=True)
+    y, mask = torch.tensor([[1.0, 0.0, 0.0]]), torch.ones(1, 3, dtype=torch.bool)
+    for name in ("psd", "asl"):
+        grads = {}
+        for focal_grad in ("detached", "full"):
+            criterion = _built(name, focal_grad=focal_grad)[0]._criterion
+            loss = criterion(z, y, mask)
+            grads[focal_grad], = torch.autograd.grad(loss, z)
+            want = asymmetric_loss(z, y, mask, focal_grad=focal_grad)
+            assert torch.equal(loss, want)
+            assert torch.equal(grads[focal_grad], torch.autograd.grad(want, z)[0])
+        assert grads["detached"][0, 1] < grads["full"][0, 1]  # less push on the negative
+
+
+def _built(name, *plugins, **overrides):
+    """Method ``name`` built on a one-session digits stream (smallcnn, 1 epoch, no memory)
+    with ``plugins`` after its own; returns the strategy and the benchmark."""
+    import methods
+    from benchmarks import models
+    benchmark, info = streams.build("digits:B10?train=100&test=50")
+    train = dict(epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=50,
+                 eval_batch_size=50, milestones=[], num_workers=0, memory=0,
+                 memory_mode="per_class", selection="random", amp="off",
+                 channels_last=False, reset_optimizer=True, memory_labels="own")
+    torch.manual_seed(0)
+    ctx = methods.MethodContext(models.build("smallcnn", 10, 1), info,
+                                methods.resolve_hparams(name, overrides), train, benchmark,
+                                torch.device("cpu"), list(plugins))
+    return methods.get(name).build(ctx), benchmark
