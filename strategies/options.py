@@ -3,6 +3,7 @@ declaration can be checked before torch is imported."""
 
 NEGATIVES = ("labelled", "seen", "session")  # strategies/losses.py: which entries are negatives
 LAMBDA_MODES = ("fixed", "adaptive")  # strategies/rebll.py
+KD_WEIGHTS = ("symmetric", "negative", "positive")  # strategies/rebll.py: AKD's decay
 OR_MODES = ("online", "end_of_session", "off")
 OR_SCOPES = ("memory", "all")
 OR_LABELS = ("hard", "soft")
