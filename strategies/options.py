@@ -10,3 +10,5 @@ OR_LABELS = ("hard", "soft")
 MEMORY_LABELS = ("own", "forward")  # strategies/memory.py
 FOCAL_GRADS = ("detached", "full")  # strategies/losses.py: ASL's focusing weight in the graph
 TEACHER_MODES = ("train", "eval")  # strategies/psd.py: the teachers' mode while distilling
+BSCE_PRIORS = ("supervised", "session", "stream")  # strategies/bsce.py: the prior's counts
+BSCE_ABSENT = ("last", "exclude")  # strategies/bsce.py: classes absent from the session
