@@ -1,5 +1,6 @@
 """Parallel self-distillation (strategies/psd.py, methods/psd.py), the ``asl`` baseline and
 the one-session protocol ``B{n}``."""
+import copy
 import math
 
 import numpy as np
@@ -116,7 +117,8 @@ def test_one_pass_trains_each_teacher_as_its_own_run_would():
     fit(bank, data, loss_fn, epochs=2, batch_size=8, step=TeacherBank.step,
         optimizer=torch.optim.SGD(bank.parameters(), lr=0.5),
         generator=torch.Generator().manual_seed(1))
-    for teacher, classes in zip(bank.teachers, bank.members):
+    for i, classes in enumerate(bank.members):
+        teacher = bank.teacher(i)
         alone = torch.nn.Linear(5, 4)
         alone.load_state_dict(model.state_dict())
         fit(alone, data, lambda z, y, m, c=classes: loss_fn(z, y, m, c), epochs=2,
@@ -127,6 +129,45 @@ def test_one_pass_trains_each_teacher_as_its_own_run_would():
         # only the teacher's own classes are trained
         assert torch.equal(teacher.weight[~classes], model.weight[~classes])
         assert not torch.equal(teacher.weight[classes], model.weight[classes])
+
+
+def test_batched_bank_equals_the_one_teacher_at_a_time_bank_with_batchnorm():
+    # the reference: the bank as it was, 2K copies of the model, each forward and backward
+    # on its own, one optimizer over all of them
+    from benchmarks import models
+    torch.manual_seed(0)
+    model = models.build("smallcnn", 4, 1)
+    x, y = torch.randn(3, 8, 1, 12, 12), (torch.rand(3, 8, 4) < 0.4).float()
+    mask = torch.ones(8, 4, dtype=torch.bool)
+
+    def loss_fn(logits, y, mask, classes):
+        return asymmetric_loss(logits, y, mask & classes)
+
+    bank = TeacherBank(model, PARTITIONS, 4).train()
+    alone = [copy.deepcopy(model).train() for _ in range(len(bank))]
+    batched_opt = torch.optim.Adam(bank.parameters(), lr=1e-2)
+    alone_opt = torch.optim.Adam([p for t in alone for p in t.parameters()], lr=1e-2)
+    for b in range(3):
+        batched_opt.zero_grad()
+        got = TeacherBank.step(bank, loss_fn, x[b], y[b], mask)
+        batched_opt.step()
+        alone_opt.zero_grad()
+        losses = []
+        for teacher, classes in zip(alone, bank.members):
+            loss = loss_fn(teacher(x[b]), y[b], mask, classes)
+            loss.backward()
+            losses.append(loss.detach())
+        alone_opt.step()
+        torch.testing.assert_close(got, torch.stack(losses).mean())
+    for i, teacher in enumerate(alone):  # weights and BatchNorm statistics
+        for (name, a), (_, b) in zip(bank.teacher(i).state_dict().items(),
+                                     teacher.state_dict().items()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    with torch.no_grad():
+        for mode in (False, True):  # running statistics, then the batch's own
+            bank.train(mode)
+            want = scatter_back(torch.stack([t.train(mode)(x[0]) for t in alone]), bank.owner)
+            torch.testing.assert_close(bank(x[0]), want, rtol=1e-5, atol=1e-5)
 
 
 class _Batch:
