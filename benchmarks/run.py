@@ -40,8 +40,9 @@ DEFAULT_STREAM = "digits:B0-C2"
 DEFAULT_SEEDS = "0,1,2"
 RAY_TIMEOUT, RAY_RETRIES = 30.0, 3
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "memory", "device", "backbone", "pretrained",
-               "image_size", "amp", "channels_last", "memory_labels", "reset_optimizer")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "memory", "device", "backbone",
+               "pretrained", "image_size", "amp", "channels_last", "memory_labels",
+               "reset_optimizer")
 
 # Config keys that are on/off switches on the command line.
 SWITCHES = ("channels_last",)
@@ -106,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_at_least(int, 1), help="epochs per session")
     p.add_argument("--batch-size", type=_at_least(int, 1))
     p.add_argument("--lr", type=_at_least(float, 0.0, strict=True), help="learning rate")
+    p.add_argument("--optimizer", choices=["adam", "sgd"],
+                   help="adam, or sgd with momentum 0.9 (default: the stream's recipe)")
     p.add_argument("--memory", type=_at_least(int, 0),
                    help="replay memory budget (per class or in total, as the recipe says)")
     p.add_argument("--memory-labels", choices=["own", "forward"],

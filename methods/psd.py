@@ -9,17 +9,24 @@ the teachers train on the session's data plus memory, and the student's loss add
 distillation on old classes (``lwf_alpha``, strategies/distillation.py) to PSD's. A session
 with fewer than 2 partitioned classes trains by plain ASL (said in its record's ``notes``).
 On the one-session protocol (``digits:B10``) this is PSD as published.
+
+As in the official code by default: ``teacher_mode=train`` keeps the teachers in training
+mode while they are queried for the student (their BatchNorm normalises by the batch's own
+statistics; the official ``dis_B_cpsd.py`` never calls ``eval()`` on them), ``eval`` uses
+their running statistics; ``focal_grad=detached`` (ASL's focusing weight without gradient,
+the official ``disable_torch_grad_focal_loss=True``) for the teachers' and the student's
+ASL alike, ``full`` keeps it.
 """
-from strategies.options import NEGATIVES
+from strategies.options import TEACHER_MODES
 
 from ._registry import register
-from .asl import ASL_DEFAULTS, ASL_RANGES
+from .asl import ASL_CHOICES, ASL_DEFAULTS, ASL_RANGES
 
 
 @register("psd", label_modes={"multi"}, paper="arXiv:2205.10986",
           defaults={"clusters": 5, "alpha": 0.5, "teacher_epochs": None, "lwf_alpha": 1.0,
-                    **ASL_DEFAULTS},
-          choices={"negatives": NEGATIVES},
+                    "teacher_mode": "train", **ASL_DEFAULTS},
+          choices={"teacher_mode": TEACHER_MODES, **ASL_CHOICES},
           ranges={"clusters": (1, 64), "alpha": (0.0, 1.0), "teacher_epochs": (1, None),
                   "lwf_alpha": (0.0, None), **ASL_RANGES},
           space={"alpha": ("float", 0.0, 1.0), "clusters": ("int", 2, 5),
@@ -35,6 +42,7 @@ def build(ctx):
     psd = ParallelSelfDistillation(
         lambda teachers: make_optimizer(teachers, ctx.train), clusters=h["clusters"],
         alpha=h["alpha"], teacher_epochs=h["teacher_epochs"] or ctx.train["epochs"],
-        gamma_neg=h["gamma_neg"], gamma_pos=h["gamma_pos"], clip=h["clip"])
+        gamma_neg=h["gamma_neg"], gamma_pos=h["gamma_pos"], clip=h["clip"],
+        focal_grad=h["focal_grad"], teacher_mode=h["teacher_mode"])
     return ctx.template(criterion=psd.loss, negatives=h["negatives"],
                         plugins=[psd, ctx.memory(), LwFPlugin(h["lwf_alpha"])])

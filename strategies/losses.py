@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .options import NEGATIVES
+from .options import FOCAL_GRADS, NEGATIVES
 
 
 def supervised_mask(mask: torch.Tensor, negatives: str, n_old: int) -> torch.Tensor:
@@ -49,18 +49,24 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) 
 
 def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, *,
                     gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05,
-                    neg_weight: float = 1.0) -> torch.Tensor:
+                    neg_weight: float = 1.0, focal_grad: str = "full") -> torch.Tensor:
     """The asymmetric loss (ASL; Ridnik et al., ICCV 2021, Eq. 1-4), averaged over the
     supervised entries of ``mask``.
 
     With p = sigmoid(z) and the shifted probability p_m = max(p - clip, 0):
     ``L = -[ y (1-p)^gamma_pos log p + neg_weight (1-y) p_m^gamma_neg log(1 - p_m) ]``.
-    The focusing weights keep their gradient, as in the paper's reference loss. With
+    ``focal_grad``: ``full`` keeps the focusing weights ``(1-p)^gamma_pos`` and
+    ``p_m^gamma_neg`` in the graph (the loss as written); ``detached`` treats them as constants,
+    as the official training scripts do (ASL's ``train.py`` and PSD's ``dis_B_cpsd.py`` pass
+    ``disable_torch_grad_focal_loss=True``): the same loss value, a smaller gradient on
+    negatives (its ``gamma_neg p_m^(gamma_neg-1) log(1-p_m)`` term is dropped). With
     ``gamma_neg = gamma_pos = clip = 0`` and ``neg_weight = 1`` it is :func:`masked_bce`.
     ``neg_weight`` (ours) scales the negative part, for losses that emphasise negatives
     (RebLL's AKD). The reference code sums over entries; here the mean over supervised
     entries keeps the scale of the other losses, so weights between terms stay comparable.
     """
+    if focal_grad not in FOCAL_GRADS:
+        raise ValueError(f"unknown focal_grad {focal_grad!r}; accepted: {', '.join(FOCAL_GRADS)}")
     log_p = F.logsigmoid(logits)
     p = log_p.exp()
     if clip > 0:
@@ -68,12 +74,13 @@ def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Ten
         log_not_p_m = torch.log1p(-p_m).clamp(min=-100)  # log(1 - p_m), as BCE clamps
     else:
         p_m, log_not_p_m = p, F.logsigmoid(-logits)
+    focus = (lambda w: w.detach()) if focal_grad == "detached" else (lambda w: w)
     positive = targets * log_p
     if gamma_pos:
-        positive = positive * (1 - p) ** gamma_pos
+        positive = positive * focus((1 - p) ** gamma_pos)
     negative = (1 - targets) * log_not_p_m
     if gamma_neg:
-        negative = negative * p_m ** gamma_neg
+        negative = negative * focus(p_m ** gamma_neg)
     return masked_mean(-(positive + neg_weight * negative), mask)
 
 

@@ -23,13 +23,18 @@ Choices of this implementation (the official code is Robbie-Xu/CPSD; this is our
   a precomputed affinity ignores, so here they differ by their seed (``seed * 4 + r``).
   K is capped by the number of classes; with K equal to it every class is its own cluster.
 - The official code trains the 2K teachers as 2K separate runs. Here one
-  :class:`TeacherBank` holds them and :func:`strategies.fit.fit` trains them together,
-  one pass over the data per epoch, each batch loaded (and augmented) once for all of
-  them; each teacher's loss is back-propagated on its own (only one teacher's activations
-  are held at a time) and one optimizer steps them all, which for Adam or SGD is the same as
-  one optimizer per teacher. Teachers start from a copy of the model at the session's start
+  :class:`TeacherBank` holds them, their weights stacked, and :func:`strategies.fit.fit`
+  trains them together, one pass over the data per epoch, each batch loaded (and
+  augmented) once for all of them and run through all of them as one batched computation
+  (``vmap`` of the architecture over the stacked weights; all teachers' activations are
+  held at once); one backward pass of the summed losses and one optimizer step them all,
+  which for Adam or SGD is the same as one optimizer per teacher. Teachers start from a copy of the model at the session's start
   (the official teachers start, like the student, from the same pretrained weights); their
   heads stay full-width, and only their cluster's columns are trained and read.
+- As in the official code (its defaults here, each with an option to switch back): the
+  teachers stay in training mode while the student queries them (``teacher_mode=train``;
+  BatchNorm normalises each batch by its own statistics), and every ASL detaches its
+  focusing weight (``focal_grad=detached``, the official ``disable_torch_grad_focal_loss``).
 - The losses are means, not the official sums: ASL over the supervised entries, D over the
   partitioned classes of every sample; with every entry supervised and partitioned, the
   ratio between the terms is the official one. The official code keeps the teacher and
@@ -47,9 +52,11 @@ from avalanche.core import SupervisedPlugin
 from sklearn.cluster import SpectralClustering
 from sklearn.metrics import calinski_harabasz_score
 from threadpoolctl import threadpool_limits
+from torch.func import functional_call, stack_module_state, vmap
 
 from .fit import fit
 from .losses import asymmetric_loss, supervised_mask
+from .options import TEACHER_MODES
 from .template import session_seed
 
 KINDS = ("cgp", "dgp")
@@ -130,14 +137,29 @@ def scatter_back(outputs: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
 class TeacherBank(torch.nn.Module):
     """The 2K teachers of one session, as one module: ``forward(x)`` gives the partitions'
     logits (P, B, C) scattered back (:func:`scatter_back`); :meth:`step` trains them all on
-    one batch, for :func:`strategies.fit.fit`."""
+    one batch, for :func:`strategies.fit.fit`.
+
+    The teachers' weights and buffers are stacked along a leading teacher axis
+    (``torch.func.stack_module_state``) and every teacher runs in one batched computation,
+    ``functional_call`` of the model's architecture under ``vmap``: one call per batch for
+    all of them instead of one per teacher. Each teacher keeps its own BatchNorm statistics;
+    a teacher's loss depends only on its own slice of the weights, so one backward pass of
+    the summed losses gives each teacher the gradient it would get alone. ``teacher(i)``
+    returns teacher i as a stand-alone module (a copy)."""
 
     def __init__(self, model: torch.nn.Module, partitions: list[list[list[int]]],
                  num_classes: int):
         super().__init__()
         owner = owner_table(partitions, num_classes)
         n = int(owner.max()) + 1
-        self.teachers = torch.nn.ModuleList(copy.deepcopy(model) for _ in range(n))
+        params, buffers = stack_module_state([copy.deepcopy(model) for _ in range(n)])
+        self._param_names, self._buffer_names = list(params), list(buffers)
+        self.weights = torch.nn.ParameterList(
+            torch.nn.Parameter(params[name].detach().clone()) for name in self._param_names)
+        for i, name in enumerate(self._buffer_names):
+            self.register_buffer(f"stacked_buffer_{i}", buffers[name].clone())
+        # the architecture without weights (not a submodule: its parameters are not ours)
+        self.__dict__["architecture"] = copy.deepcopy(model).to("meta")
         self.register_buffer("owner", owner)
         # (T, C) the classes each teacher is trained on
         members = torch.zeros(n, num_classes, dtype=torch.bool)
@@ -146,20 +168,47 @@ class TeacherBank(torch.nn.Module):
             members[owner[p, covered], torch.nonzero(covered).flatten()] = True
         self.register_buffer("members", members)
 
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.architecture.train(mode)
+        return self
+
+    def _state(self) -> tuple[dict, dict]:
+        params = dict(zip(self._param_names, self.weights))
+        buffers = {name: getattr(self, f"stacked_buffer_{i}")
+                   for i, name in enumerate(self._buffer_names)}
+        return params, buffers
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Every teacher's full-width logits on ``x``: (T, B, C)."""
+        def one(params, buffers, x):
+            return functional_call(self.architecture, (params, buffers), (x,))
+
+        return vmap(one, in_dims=(0, 0, None), randomness="different")(*self._state(), x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return scatter_back(torch.stack([t(x) for t in self.teachers]), self.owner)
+        return scatter_back(self.outputs(x), self.owner)
+
+    def teacher(self, i: int) -> torch.nn.Module:
+        """Teacher ``i`` as a stand-alone module (a copy of its weights and buffers)."""
+        params, buffers = self._state()
+        module = copy.deepcopy(self.architecture).to_empty(device=self.owner.device)
+        module.load_state_dict({name: value[i].detach().clone()
+                                for name, value in {**params, **buffers}.items()})
+        return module.train(self.training)
 
     @staticmethod
     def step(bank: "TeacherBank", loss_fn, x, y, mask) -> torch.Tensor:
-        """Forward and backward of every teacher on the batch, one after the other;
-        ``loss_fn(logits, y, mask, classes)`` restricts the loss to the teacher's
-        ``classes`` (C,) bool. Returns the teachers' mean loss, detached."""
-        total = torch.zeros((), device=x.device)
-        for teacher, classes in zip(bank.teachers, bank.members):
-            loss = loss_fn(teacher(x), y, mask, classes)
-            loss.backward()
-            total += loss.detach()
-        return total / len(bank.teachers)
+        """Forward and backward of every teacher on the batch, in one batched computation;
+        ``loss_fn(logits, y, mask, classes)`` restricts the loss to the teacher's ``classes``
+        (C,) bool. Returns the teachers' mean loss, detached."""
+        losses = torch.stack([loss_fn(logits, y, mask, classes)
+                              for logits, classes in zip(bank.outputs(x), bank.members)])
+        losses.sum().backward()
+        return losses.detach().mean()
 
 
 def student_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
@@ -196,15 +245,25 @@ class ParallelSelfDistillation(SupervisedPlugin):
     trains by :func:`student_loss`. With fewer than 2 partitioned classes the session falls
     back to plain ASL. ``strategy.notes["psd"]`` records the partitions (class indices in
     arrival order), the teachers' epoch losses, or the fallback.
+
+    ``teacher_mode``: the teachers' mode while the student queries them, ``train`` (as the
+    official code: BatchNorm with the batch's statistics) or ``eval`` (running statistics).
+    ``focal_grad``: see :func:`strategies.losses.asymmetric_loss`, for every ASL of PSD.
     """
 
     def __init__(self, make_optimizer, *, clusters: int = 5, alpha: float = 0.5,
                  teacher_epochs: int, gamma_neg: float = 4.0, gamma_pos: float = 0.0,
-                 clip: float = 0.05):
+                 clip: float = 0.05, focal_grad: str = "detached",
+                 teacher_mode: str = "train"):
         super().__init__()
+        if teacher_mode not in TEACHER_MODES:
+            raise ValueError(f"unknown teacher_mode {teacher_mode!r}; accepted: "
+                             f"{', '.join(TEACHER_MODES)}")
         self.make_optimizer = make_optimizer
         self.clusters, self.alpha, self.teacher_epochs = clusters, alpha, teacher_epochs
-        self.asl = dict(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip)
+        self.teacher_mode = teacher_mode
+        self.asl = dict(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip,
+                        focal_grad=focal_grad)
         self.bank: TeacherBank | None = None
         self.covered: torch.Tensor | None = None
         self._teacher_logits = None
@@ -230,7 +289,9 @@ class ParallelSelfDistillation(SupervisedPlugin):
                      num_workers=strategy.num_workers, step=TeacherBank.step,
                      generator=torch.Generator().manual_seed(
                          session_seed(strategy.seed, strategy.session)))
-        self.bank.eval().requires_grad_(False)
+        # the official code queries its teachers in training mode (batch statistics in
+        # BatchNorm); their running statistics then move, which nothing reads
+        self.bank.train(self.teacher_mode == "train").requires_grad_(False)
         strategy.notes["psd"] = {"classes": classes.tolist(), "cgp": partitions[0],
                                  "dgp": partitions[1], "teacher_loss": losses}
 

@@ -13,10 +13,19 @@ model:
   ``p_m = max(p - clip, 0)``; plain ASL (gamma_neg 4, gamma_pos 0, clip 0.05, w_neg 1) is one
   setting of it.
 - AKD, distillation part (:func:`akd_distillation`), on the old classes:
-  ``L_kd = mean over entries of w * BCE(p, q)``, ``w = exp(-lambda |2q - 1|)``
-  (:func:`decay_weight`), so that confident teacher outputs count less; ``adaptive``
-  scales lambda by the batch's mean teacher confidence ``mean |2q - 1|``. The total loss is
-  ``L_cls + mu * L_kd`` (:class:`AKDPlugin` adds the second term).
+  ``L_kd = mean over entries of w * BCE(p, q)``, ``w = exp(-lambda c(q))``
+  (:func:`decay_weight`), so that the teacher outputs that ``c`` calls confident count
+  less; ``adaptive`` scales lambda by the batch's mean ``c(q)``. The total loss is
+  ``L_cls + mu * L_kd`` (:class:`AKDPlugin` adds the second term). ``c`` is the
+  ``kd_weight`` form (:func:`confidence`), the paper's words read three ways:
+
+  - ``symmetric``: ``c = |2q - 1|``, confidence either way; q and 1 - q weigh the same
+    (an "adaptive exponential decay" of overconfident outputs, but nothing asymmetric);
+  - ``negative``: ``c = q``, only confident *positive* teacher outputs decay, teacher
+    negatives (q -> 0) keep weight 1: the distillation "emphasises negatives", the
+    asymmetric reading of "asymmetric KD" that fits the paper's motivation (partial labels
+    miss negatives of old classes, which the teacher's low outputs supply);
+  - ``positive``: ``c = 1 - q``, the mirror image, as a control.
 - OR (:func:`relabel`, :class:`RelabelPlugin`), on the session x session label-block
   matrix: a sample of session j carries only its own block. Its missing blocks of sessions
   after j (above the diagonal) are filled with the current model's detached predictions,
@@ -33,25 +42,39 @@ import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
 from .loader import eval_outputs
-from .options import OR_MODES, OR_SCOPES
+from .options import KD_WEIGHTS, OR_MODES, OR_SCOPES
 
 
-def decay_weight(q: torch.Tensor, lam) -> torch.Tensor:
-    """AKD's distillation weight ``exp(-lam |2q - 1|)``: 1 at q = 0.5, falling as the teacher
-    grows confident."""
-    return torch.exp(-lam * (2 * q - 1).abs())
+def confidence(q: torch.Tensor, form: str = "symmetric") -> torch.Tensor:
+    """What AKD's decay counts as the teacher's confidence in q (see the module docstring):
+    ``symmetric`` |2q - 1|, ``negative`` q, ``positive`` 1 - q; each in [0, 1]."""
+    if form == "symmetric":
+        return (2 * q - 1).abs()
+    if form == "negative":
+        return q
+    if form == "positive":
+        return 1 - q
+    raise ValueError(f"unknown kd_weight {form!r}; accepted: {', '.join(KD_WEIGHTS)}")
+
+
+def decay_weight(q: torch.Tensor, lam, form: str = "symmetric") -> torch.Tensor:
+    """AKD's distillation weight ``exp(-lam c(q))``, c = :func:`confidence`: 1 where the
+    teacher is not confident in ``form``'s sense, falling as it grows confident."""
+    return torch.exp(-lam * confidence(q, form))
 
 
 def akd_distillation(logits: torch.Tensor, prev_logits: torch.Tensor, lam: float,
-                     adaptive: bool = False) -> torch.Tensor:
+                     adaptive: bool = False, form: str = "symmetric") -> torch.Tensor:
     """Mean over the entries of ``w * BCE(sigmoid(logits), q)``, q = sigmoid(prev_logits),
-    w = :func:`decay_weight` (lam scaled by ``mean |2q - 1|`` when ``adaptive``). With
-    lam = 0 it is the plain sigmoid distillation of LwF's multi-label form."""
+    w = :func:`decay_weight` of ``form`` (lam scaled by the mean confidence when
+    ``adaptive``). With lam = 0 it is the plain sigmoid distillation of LwF's multi-label
+    form."""
     q = prev_logits.sigmoid()
+    c = confidence(q, form)
     if adaptive:
-        lam = lam * (2 * q - 1).abs().mean()
+        lam = lam * c.mean()
     bce = F.binary_cross_entropy_with_logits(logits, q, reduction="none")
-    return (decay_weight(q, lam) * bce).mean()
+    return (torch.exp(-lam * c) * bce).mean()
 
 
 def column_sessions(sessions: list[list[int]]) -> torch.Tensor:
@@ -98,16 +121,19 @@ class AKDPlugin(SupervisedPlugin):
 
     needs_previous_model = True
 
-    def __init__(self, mu: float, lam: float, adaptive: bool):
+    def __init__(self, mu: float, lam: float, adaptive: bool, form: str = "symmetric"):
         super().__init__()
-        self.mu, self.lam, self.adaptive = mu, lam, adaptive
+        if form not in KD_WEIGHTS:
+            raise ValueError(f"unknown kd_weight {form!r}; accepted: {', '.join(KD_WEIGHTS)}")
+        self.mu, self.lam, self.adaptive, self.form = mu, lam, adaptive, form
 
     def before_backward(self, strategy, **kwargs):
         if not self.mu or strategy.prev_output is None or strategy.n_old == 0:
             return
         n = strategy.n_old
         strategy.loss += self.mu * akd_distillation(
-            strategy.mb_output[:, :n], strategy.prev_output[:, :n], self.lam, self.adaptive)
+            strategy.mb_output[:, :n], strategy.prev_output[:, :n], self.lam, self.adaptive,
+            self.form)
 
 
 class RelabelPlugin(SupervisedPlugin):

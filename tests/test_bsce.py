@@ -1,4 +1,5 @@
-"""BSCE: the balanced softmax / sigmoid criterion, raw logits at test, the memory-free prior."""
+"""BSCE: the balanced softmax / sigmoid criterion, raw logits at test, the prior's sources
+(supervised, session, stream) and the prior of classes absent from the session (last, exclude)."""
 import math
 from types import SimpleNamespace
 
@@ -21,12 +22,17 @@ TRAIN = dict(epochs=1, optimizer="adam", lr=1e-2, weight_decay=0.0, batch_size=5
              reset_optimizer=True, memory_labels="own")
 
 
+def session(positives, negatives=None, rows=0):
+    """What BalancedPrior reads of a strategy at a session start."""
+    return SimpleNamespace(class_counts=torch.tensor(positives),
+                           class_negatives=negatives and torch.tensor(negatives),
+                           adapted_dataset=[None] * rows)
+
+
 def criterion(label_mode, positives, negatives=None):
     """The BSCE criterion after a session start with these training-set counts."""
     balanced = BalancedPrior(label_mode)
-    balanced.before_training_exp(SimpleNamespace(class_counts=torch.tensor(positives),
-                                                 class_negatives=negatives and
-                                                 torch.tensor(negatives)))
+    balanced.before_training_exp(session(positives, negatives))
     return balanced
 
 
@@ -118,3 +124,74 @@ def test_kd_option_adds_or_drops_the_logit_distillation():
         assert all(p.alpha == 0.5 and p.temperature == 2.0 for p in kd_plugins)
     with pytest.raises(methods.MethodError, match="accepted: none, logits"):
         methods.resolve_hparams("bsce", {"kd": "feature"})
+
+
+def test_multi_label_prior_sources_by_hand():
+    # 40 images in the session's set; class 0 (old) positive in 2 memory rows and supervised
+    # negative in 3, class 1 (new) positive in 30 and negative in 10
+    state = session([2.0, 30.0], [3.0, 10.0], rows=40)
+    expected = {"supervised": [math.log(2 / 3), math.log(3)],      # about 0 apart
+                "session": [math.log(2 / 38), math.log(30 / 10)],  # unlabelled as negatives
+                "stream": [math.log(5 / 95), math.log(20 / 80)]}   # 100 images: 5 and 20
+    for source, want in expected.items():
+        balanced = BalancedPrior("multi", source, stream_counts=[5, 20], stream_images=100)
+        balanced.before_training_exp(state)
+        assert torch.allclose(balanced.prior, torch.tensor(want)), source
+    single = BalancedPrior("single", "stream", stream_counts=[5, 20])
+    single.before_training_exp(session([2.0, 30.0]))
+    assert torch.allclose(single.prior, torch.tensor([5.0, 20.0]).log())
+    with pytest.raises(ValueError, match="needs the stream's class counts"):
+        BalancedPrior("multi", "stream", stream_counts=[5, 20])
+
+
+def test_absent_classes_keep_their_last_prior_or_leave_the_loss():
+    # session 0: class 0 alone with 10 samples (and new classes 1, 2 not yet seen); session
+    # 1: no sample of class 0, 4 each of classes 1, 2. Logits 0, target class 1.
+    z, y = torch.zeros(1, 3, requires_grad=True), torch.tensor([1])
+    grads = {}
+    for absent in ("last", "exclude"):
+        balanced = BalancedPrior("single", absent=absent)
+        balanced.before_training_exp(session([10.0, 0.0, 0.0]))
+        balanced.before_training_exp(session([0.0, 4.0, 4.0]))
+        grads[absent], = torch.autograd.grad(balanced(z, y, None), z)
+    # last: shifted [log 10, log 4, log 4] -> p = [10, 4, 4] / 18; d/dz_0 = p_0 = 0.5556,
+    # more than plain CE's 1/3: the old logit is pushed down harder than without BSCE
+    assert grads["last"][0, 0].item() == pytest.approx(10 / 18, rel=1e-6)
+    plain, = torch.autograd.grad(F.cross_entropy(z, y), z)
+    assert plain[0, 0].item() == pytest.approx(1 / 3, rel=1e-6)
+    # exclude: the class is out of the softmax, p = [0, 1/2, 1/2]: no gradient on it
+    assert grads["exclude"][0, 0].item() == 0.0
+    assert grads["exclude"][0, 1].item() == pytest.approx(-0.5, rel=1e-6)
+    # multi-label: an excluded class's negative costs nothing and pushes nothing
+    balanced = BalancedPrior("multi", absent="exclude")
+    balanced.before_training_exp(session([0.0, 4.0], [6.0, 2.0]))
+    zm = torch.tensor([[3.0, 0.0]], requires_grad=True)
+    loss = balanced(zm, torch.zeros(1, 2), torch.tensor([[True, False]]))
+    assert loss.item() == 0.0 and torch.autograd.grad(loss, zm)[0].abs().sum() == 0
+
+
+def test_stream_prior_counts_the_streams_distinct_training_images():
+    ctx = context("multi")
+    ctx.hparams.update(prior="stream")
+    balanced = balanced_prior(bsce.build(ctx))
+    assert balanced.stream_images == 200  # digits ?train=200, images shared by sessions
+    assert balanced.stream_counts == ctx.info.class_counts
+    for key, bad in (("prior", "memory"), ("absent", "zero")):
+        with pytest.raises(methods.MethodError, match="accepted"):
+            methods.resolve_hparams("bsce", {key: bad})
+    assert methods.resolve_hparams("bsce", {})["prior"] == "supervised"
+    assert methods.resolve_hparams("bsce", {})["absent"] == "last"
+
+
+@pytest.mark.parametrize("label_mode", ["single", "multi"])
+def test_without_memory_excluded_old_classes_train_finitely(label_mode):
+    from strategies.bsce import EXCLUDED
+    ctx = context(label_mode, memory=0)
+    ctx.hparams.update(absent="exclude")
+    strategy = bsce.build(ctx)
+    for exp in list(ctx.benchmark.train_stream)[:3]:
+        strategy.train(exp)
+        assert all(math.isfinite(loss) for loss in strategy.epoch_losses)
+    # in session 2, classes 0-3 have no positive (multi-label, negatives=seen: negatives only)
+    prior = balanced_prior(strategy).prior
+    assert prior[:4].eq(EXCLUDED).all() and (prior[4:6] > EXCLUDED).all()

@@ -137,7 +137,7 @@ def test_a_config_file_expands_hyperparameter_lists_under_the_flags(tmp_path, mo
                                                                    capsys):
     config = tmp_path / "sweep.yaml"
     config.write_text(f"methods: [toy]\nplugins: [{TOY}]\nseeds: [0]\nepochs: 2\n"
-                      "amp: bf16\nchannels_last: true\nreset_optimizer: false\n"
+                      "amp: bf16\nchannels_last: true\nreset_optimizer: false\noptimizer: sgd\n"
                       "set: {toy: {steps: 3}}\ngrid: {toy: {alpha: [0.5, 1.5]}}\n")
     monkeypatch.chdir(tmp_path)
     assert main(["--config", str(config), "--seeds", "1,2", "--quiet"],
@@ -149,7 +149,7 @@ def test_a_config_file_expands_hyperparameter_lists_under_the_flags(tmp_path, mo
         (0.5, 1), (0.5, 2), (1.5, 1), (1.5, 2)]
     assert all(s["hparams"]["steps"] == 3 for s in specs)
     assert all(s["train"] == {"epochs": 2, "amp": "bf16", "channels_last": True,
-                              "reset_optimizer": False} for s in specs)
+                              "reset_optimizer": False, "optimizer": "sgd"} for s in specs)
 
 
 def test_list_shows_methods_with_defaults_and_streams_with_protocols(capsys):
@@ -201,6 +201,7 @@ def existing(tmp_path_factory):
     (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got '0'"),
     (["--threads", "0"], "argument --threads: expected an integer >= 1, got '0'"),
     (["--amp", "fp8"], "argument --amp: invalid choice: 'fp8'"),
+    (["--optimizer", "rmsprop"], "argument --optimizer: invalid choice: 'rmsprop'"),
     (["--reset-optimizer", "no"], "argument --reset-optimizer: expected true or false, got 'no'"),
     (["--executor", "dask"], "argument --executor: invalid choice: 'dask'"),
     (["--bogus"], "unrecognized arguments: --bogus"),

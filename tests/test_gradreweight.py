@@ -11,7 +11,7 @@ from avalanche.core import SupervisedPlugin
 from benchmarks import models, streams
 from benchmarks.cell import resolve_train
 from methods import MethodContext, get, resolve_hparams
-from strategies.gradreweight import GradientReweighting, dakd
+from strategies.gradreweight import GradientReweighting, dakd, row_weights
 
 LN3 = math.log(3.0)
 
@@ -100,7 +100,9 @@ def _step(method, strategy, model, x, y, teacher):
     gradients of every parameter."""
     n, n_old = strategy.n_seen, strategy.n_old
     strategy.model = model
+    method.before_forward(strategy)
     strategy.mb_output = model(x)
+    method.after_forward(strategy)
     strategy.prev_output = None if teacher is None else teacher(x)
     strategy.loss = method(strategy.mb_output[:, :n], y, None)
     head = [model.head.weight, model.head.bias]
@@ -229,3 +231,53 @@ def test_gradreweight_finishes_every_session(cell, stream):
     record = cell("gradreweight", stream=stream, epochs=2)
     assert [s["n_seen"] for s in record["sessions"]] == [2, 4, 6, 8, 10]
     assert all(math.isfinite(loss) for s in record["sessions"] for loss in s["train_loss"])
+
+
+def test_kd_rows_under_bf16_autocast_match_a_float32_computation():
+    # Under amp the head's backward runs in bf16; reading g_kd as "full minus g_ce" there
+    # cancels. The plugin takes g_ce and g_kd on the float32 logits and forms the rows in
+    # float32 from the head's input: they must equal a float64 computation on the same
+    # features and logits, while the old reading is far off when the KD part is small.
+    torch.manual_seed(0)
+    model, teacher = TinyNet(), TinyNet().requires_grad_(False)
+    x, y = torch.randn(16, 3), torch.tensor([0, 1, 2, 3] * 4)
+    method = GradientReweighting("single", kd_weight=1e-3)
+    method.original = torch.tensor([10.0, 4.0, 0.0, 0.0])
+    strategy = _strategy([3.0, 3.0, 6.0, 2.0], 2, 4)
+    strategy.model = model
+    method.before_training_exp(strategy)
+    features = []
+    model.head.register_forward_hook(lambda m, args, out: features.append(args[0]))
+    method.before_forward(strategy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x).float()
+        strategy.prev_output = teacher(x).float()
+    method.after_forward(strategy)
+    assert features[0].dtype == torch.bfloat16
+    strategy.mb_output = logits
+    strategy.loss = method(logits[:, :4], y, None)
+    kd_loss = method.kd_scale * dakd(logits[:, :2], strategy.prev_output[:, :2],
+                                     method.removed, 2.0)
+    f = features[0].double()
+    g_ce = torch.autograd.grad(strategy.loss, logits, retain_graph=True)[0].double()[:, :4]
+    g_kd = torch.autograd.grad(kd_loss, logits, retain_graph=True)[0].double()[:, :2]
+    ce_w, kd_w = g_ce.T @ f, g_kd.T @ f  # float64 references
+    ce_b, kd_b = g_ce.sum(0), g_kd.sum(0)
+    head = [model.head.weight, model.head.bias]
+    ce_bf16 = torch.autograd.grad(strategy.loss, head, retain_graph=True)[0]
+    ce_norms = ce_w.norm(dim=1)
+    alpha = row_weights(ce_norms, 2, method.attenuation.double())
+    beta = (alpha * ce_norms).norm() / kd_w.norm(dim=1).norm()
+    want_w, want_b = alpha[:, None] * ce_w, alpha * ce_b
+    want_w[:2] += beta * kd_w
+    want_b[:2] += beta * kd_b
+
+    method.before_backward(strategy)
+    strategy.loss.backward()
+    full = model.head.weight.grad.clone()
+    method.after_backward(strategy)
+    assert torch.allclose(model.head.weight.grad.double(), want_w, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(model.head.bias.grad.double(), want_b, rtol=1e-5, atol=1e-7)
+    # the old reading of g_kd, from the bf16 backward, is off by far more than bf16 rounding
+    old_kd = (full[:2] - ce_bf16[:2]).double()
+    assert ((old_kd - kd_w).norm() / kd_w.norm()).item() > 0.05

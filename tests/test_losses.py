@@ -1,6 +1,7 @@
 """Losses against values worked by hand."""
 import math
 
+import pytest
 import torch
 
 from strategies.distillation import kd_loss, sigmoid_distillation
@@ -107,3 +108,66 @@ def test_balanced_sigmoid_shifts_by_log_odds_of_supervised_counts():
     expected = (bce(math.log(1 / 4), 1) + bce(0.5 + math.log(1 / 2), 0)) / 2
     value = logit_adjusted_loss(logits, targets, mask, prior, "multi")
     assert math.isclose(value.item(), expected, rel_tol=1e-6)
+
+
+def official_asl(x, y, gamma_neg=4, gamma_pos=0, clip=0.05, eps=1e-8,
+                 disable_torch_grad_focal_loss=True):
+    """The forward of ``AsymmetricLoss`` in Alibaba-MIIL/ASL ``src/loss_functions/losses.py``
+    (and Robbie-Xu/CPSD ``model/ASL_losses.py``), transcribed for parity."""
+    x_sigmoid = torch.sigmoid(x)
+    xs_pos = x_sigmoid
+    xs_neg = 1 - x_sigmoid
+    if clip is not None and clip > 0:
+        xs_neg = (xs_neg + clip).clamp(max=1)
+    los_pos = y * torch.log(xs_pos.clamp(min=eps))
+    los_neg = (1 - y) * torch.log(xs_neg.clamp(min=eps))
+    loss = los_pos + los_neg
+    if gamma_neg > 0 or gamma_pos > 0:
+        if disable_torch_grad_focal_loss:
+            torch.set_grad_enabled(False)
+        pt0 = xs_pos * y
+        pt1 = xs_neg * (1 - y)
+        pt = pt0 + pt1
+        one_sided_gamma = gamma_pos * y + gamma_neg * (1 - y)
+        one_sided_w = torch.pow(1 - pt, one_sided_gamma)
+        if disable_torch_grad_focal_loss:
+            torch.set_grad_enabled(True)
+        loss *= one_sided_w
+    return -loss.sum()
+
+
+@pytest.mark.parametrize("focal_grad, disable", [("detached", True), ("full", False)])
+@pytest.mark.parametrize("gamma_pos", [0.0, 1.0])
+def test_asymmetric_loss_gradient_matches_the_official_loss(focal_grad, disable, gamma_pos):
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(6, 7, generator=gen) * 3).requires_grad_()
+    targets = (torch.rand(6, 7, generator=gen) > 0.6).float()
+    mask = torch.ones(6, 7, dtype=torch.bool)
+    ours = asymmetric_loss(logits, targets, mask, gamma_neg=4.0, gamma_pos=gamma_pos,
+                           clip=0.05, focal_grad=focal_grad)
+    theirs = official_asl(logits, targets, gamma_pos=gamma_pos,
+                          disable_torch_grad_focal_loss=disable) / logits.numel()  # sum -> mean
+    assert torch.allclose(ours, theirs, rtol=1e-5)
+    got, = torch.autograd.grad(ours, logits)
+    want, = torch.autograd.grad(theirs, logits)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-8)
+
+
+def test_detached_focusing_keeps_the_value_and_shrinks_the_negatives_gradient():
+    # one negative, p = 0.6, clip 0.05: p_m = 0.55, L = -p_m^4 log(1 - p_m)
+    # dL/dz = dp_m/dz * [p_m^4 / (1 - p_m) - 4 p_m^3 log(1 - p_m)]  (full),
+    #         dp_m/dz * p_m^4 / (1 - p_m)                          (detached), dp_m/dz = p(1-p)
+    z = torch.tensor([[math.log(0.6 / 0.4)]], requires_grad=True)
+    y, mask = torch.zeros(1, 1), torch.ones(1, 1, dtype=torch.bool)
+    p, pm = 0.6, 0.55
+    values, grads = {}, {}
+    for mode in ("full", "detached"):
+        loss = asymmetric_loss(z, y, mask, focal_grad=mode)
+        values[mode], grads[mode] = loss.item(), torch.autograd.grad(loss, z)[0].item()
+    assert values["full"] == pytest.approx(-pm ** 4 * math.log(1 - pm), rel=1e-5)
+    assert values["detached"] == values["full"]
+    assert grads["detached"] == pytest.approx(p * (1 - p) * pm ** 4 / (1 - pm), rel=1e-5)
+    assert grads["full"] == pytest.approx(
+        p * (1 - p) * (pm ** 4 / (1 - pm) - 4 * pm ** 3 * math.log(1 - pm)), rel=1e-5)
+    with pytest.raises(ValueError, match="unknown focal_grad"):
+        asymmetric_loss(z, y, mask, focal_grad="none")

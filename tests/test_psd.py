@@ -1,5 +1,6 @@
 """Parallel self-distillation (strategies/psd.py, methods/psd.py), the ``asl`` baseline and
 the one-session protocol ``B{n}``."""
+import copy
 import math
 
 import numpy as np
@@ -116,7 +117,8 @@ def test_one_pass_trains_each_teacher_as_its_own_run_would():
     fit(bank, data, loss_fn, epochs=2, batch_size=8, step=TeacherBank.step,
         optimizer=torch.optim.SGD(bank.parameters(), lr=0.5),
         generator=torch.Generator().manual_seed(1))
-    for teacher, classes in zip(bank.teachers, bank.members):
+    for i, classes in enumerate(bank.members):
+        teacher = bank.teacher(i)
         alone = torch.nn.Linear(5, 4)
         alone.load_state_dict(model.state_dict())
         fit(alone, data, lambda z, y, m, c=classes: loss_fn(z, y, m, c), epochs=2,
@@ -127,6 +129,45 @@ def test_one_pass_trains_each_teacher_as_its_own_run_would():
         # only the teacher's own classes are trained
         assert torch.equal(teacher.weight[~classes], model.weight[~classes])
         assert not torch.equal(teacher.weight[classes], model.weight[classes])
+
+
+def test_batched_bank_equals_the_one_teacher_at_a_time_bank_with_batchnorm():
+    # the reference: the bank as it was, 2K copies of the model, each forward and backward
+    # on its own, one optimizer over all of them
+    from benchmarks import models
+    torch.manual_seed(0)
+    model = models.build("smallcnn", 4, 1)
+    x, y = torch.randn(3, 8, 1, 12, 12), (torch.rand(3, 8, 4) < 0.4).float()
+    mask = torch.ones(8, 4, dtype=torch.bool)
+
+    def loss_fn(logits, y, mask, classes):
+        return asymmetric_loss(logits, y, mask & classes)
+
+    bank = TeacherBank(model, PARTITIONS, 4).train()
+    alone = [copy.deepcopy(model).train() for _ in range(len(bank))]
+    batched_opt = torch.optim.Adam(bank.parameters(), lr=1e-2)
+    alone_opt = torch.optim.Adam([p for t in alone for p in t.parameters()], lr=1e-2)
+    for b in range(3):
+        batched_opt.zero_grad()
+        got = TeacherBank.step(bank, loss_fn, x[b], y[b], mask)
+        batched_opt.step()
+        alone_opt.zero_grad()
+        losses = []
+        for teacher, classes in zip(alone, bank.members):
+            loss = loss_fn(teacher(x[b]), y[b], mask, classes)
+            loss.backward()
+            losses.append(loss.detach())
+        alone_opt.step()
+        torch.testing.assert_close(got, torch.stack(losses).mean())
+    for i, teacher in enumerate(alone):  # weights and BatchNorm statistics
+        for (name, a), (_, b) in zip(bank.teacher(i).state_dict().items(),
+                                     teacher.state_dict().items()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    with torch.no_grad():
+        for mode in (False, True):  # running statistics, then the batch's own
+            bank.train(mode)
+            want = scatter_back(torch.stack([t.train(mode)(x[0]) for t in alone]), bank.owner)
+            torch.testing.assert_close(bank(x[0]), want, rtol=1e-5, atol=1e-5)
 
 
 class _Batch:
@@ -204,16 +245,7 @@ def test_psd_falls_back_to_plain_asl_with_one_class_and_says_so(cell):
 
 def test_asl_method_trains_by_the_asymmetric_loss_with_its_hyperparameters(cell):
     import methods
-    from benchmarks import models
-    benchmark, info = streams.build("digits:B10?train=100&test=50")
-    hparams = methods.resolve_hparams("asl", {"gamma_neg": 2.0})
-    train = dict(epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=50,
-                 eval_batch_size=50, milestones=[], num_workers=0, memory=0,
-                 memory_mode="per_class", selection="random", amp="off",
-                 channels_last=False, reset_optimizer=True, memory_labels="own")
-    ctx = methods.MethodContext(models.build("smallcnn", 10, 1), info, hparams, train,
-                                benchmark, torch.device("cpu"))
-    strategy = methods.get("asl").build(ctx)
+    strategy, _ = _built("asl", gamma_neg=2.0)
     z, y = torch.randn(4, 10), (torch.rand(4, 10) < 0.3).float()
     mask = torch.ones(4, 10, dtype=torch.bool)
     assert torch.equal(strategy._criterion(z, y, mask),
@@ -239,3 +271,77 @@ def test_summary_of_one_session_has_no_forgetting():
                "tail_mAP": 40.0, "per_class": [50.0, 50.0]}
     summary = summarize([session], "multi")
     assert summary["forgetting"] is None and summary["avg_mAP"] == summary["last_mAP"] == 50.0
+
+
+# --- departures from the official code, now options ------------------------------------------
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_teachers_are_queried_in_the_mode_asked_for(mode):
+    from avalanche.core import SupervisedPlugin
+
+    class Probe(SupervisedPlugin):  # after PSD's after_forward: the teachers' logits are set
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def after_forward(self, strategy, **kwargs):
+            psd = strategy.plugins[0]
+            bank, was = psd.bank, psd.bank.training
+            with torch.no_grad():
+                modes = {m.training for m in bank.modules()}
+                eval_out = bank.eval()(strategy.mb_x)
+                train_out = bank.train()(strategy.mb_x)
+            bank.train(was)
+            self.seen.append((modes, psd._teacher_logits, train_out, eval_out))
+
+    probe = Probe()
+    strategy, benchmark = _built("psd", probe, clusters=2, teacher_mode=mode)
+    assert strategy.plugins[0].teacher_mode == mode
+    strategy.train(benchmark.train_stream[0])
+    assert probe.seen
+    for modes, used, train_out, eval_out in probe.seen:
+        assert modes == {mode == "train"}
+        assert torch.equal(used, train_out if mode == "train" else eval_out)
+        assert not torch.allclose(train_out, eval_out)  # BatchNorm: batch vs running stats
+
+
+def test_psd_and_asl_follow_the_official_defaults_and_switch_back():
+    import methods
+    for name in ("psd", "asl"):
+        assert methods.resolve_hparams(name, {})["focal_grad"] == "detached"
+        assert methods.resolve_hparams(name, {"focal_grad": "full"})["focal_grad"] == "full"
+        with pytest.raises(methods.MethodError, match="accepted: detached, full"):
+            methods.resolve_hparams(name, {"focal_grad": "none"})
+    assert methods.resolve_hparams("psd", {})["teacher_mode"] == "train"
+    with pytest.raises(methods.MethodError, match="accepted: train, eval"):
+        methods.resolve_hparams("psd", {"teacher_mode": "frozen"})
+    # the methods' criteria carry the option: the values agree, the gradients follow it
+    z = torch.tensor([[0.3, 1.5, -0.2]], requires_grad=True)
+    y, mask = torch.tensor([[1.0, 0.0, 0.0]]), torch.ones(1, 3, dtype=torch.bool)
+    for name in ("psd", "asl"):
+        grads = {}
+        for focal_grad in ("detached", "full"):
+            criterion = _built(name, focal_grad=focal_grad)[0]._criterion
+            loss = criterion(z, y, mask)
+            grads[focal_grad], = torch.autograd.grad(loss, z)
+            want = asymmetric_loss(z, y, mask, focal_grad=focal_grad)
+            assert torch.equal(loss, want)
+            assert torch.equal(grads[focal_grad], torch.autograd.grad(want, z)[0])
+        assert grads["detached"][0, 1] < grads["full"][0, 1]  # less push on the negative
+
+
+def _built(name, *plugins, **overrides):
+    """Method ``name`` built on a one-session digits stream (smallcnn, 1 epoch, no memory)
+    with ``plugins`` after its own; returns the strategy and the benchmark."""
+    import methods
+    from benchmarks import models
+    benchmark, info = streams.build("digits:B10?train=100&test=50")
+    train = dict(epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=50,
+                 eval_batch_size=50, milestones=[], num_workers=0, memory=0,
+                 memory_mode="per_class", selection="random", amp="off",
+                 channels_last=False, reset_optimizer=True, memory_labels="own")
+    torch.manual_seed(0)
+    ctx = methods.MethodContext(models.build("smallcnn", 10, 1), info,
+                                methods.resolve_hparams(name, overrides), train, benchmark,
+                                torch.device("cpu"), list(plugins))
+    return methods.get(name).build(ctx), benchmark

@@ -11,6 +11,7 @@ from benchmarks.cell import resolve_train
 from benchmarks.streams.base import LabelledSet, TensorPool
 from methods import MethodContext, resolve_hparams
 from methods.rebll import build
+from strategies.losses import supervised_mask
 from strategies.memory import LabelMemory
 from strategies.rebll import (AKDPlugin, RelabelPlugin, akd_distillation, column_sessions,
                               decay_weight, relabel)
@@ -74,6 +75,63 @@ def test_akd_plugin_adds_mu_times_the_distillation_on_old_classes_only():
                                   loss=torch.tensor(1.0))
     AKDPlugin(mu=2.0, lam=1.0, adaptive=False).before_backward(state)
     assert state.loss.item() == pytest.approx(1.0 + 2 * 0.674243, abs=1e-5)  # class 0 only
+
+
+@pytest.mark.parametrize("form, expected", [
+    # q = .1, .25, .5, .75, .9; lambda 2
+    ("symmetric", [math.exp(-1.6), math.exp(-1.0), 1.0, math.exp(-1.0), math.exp(-1.6)]),
+    ("negative", [math.exp(-0.2), math.exp(-0.5), math.exp(-1.0), math.exp(-1.5),
+                  math.exp(-1.8)]),   # exp(-2 q): teacher negatives keep the most weight
+    ("positive", [math.exp(-1.8), math.exp(-1.5), math.exp(-1.0), math.exp(-0.5),
+                  math.exp(-0.2)]),   # exp(-2 (1 - q))
+])
+def test_decay_weight_forms_by_hand(form, expected):
+    q = torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9])
+    assert torch.allclose(decay_weight(q, 2.0, form), torch.tensor(expected), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown kd_weight"):
+        decay_weight(q, 2.0, "both")
+
+
+def test_asymmetric_distillation_forms_match_hand_values():
+    # teacher q = .25 and .75 (logits -ln 3, ln 3), student at logit 0: BCE = ln 2 each.
+    prev, student = torch.tensor([[-LN3, LN3]]), torch.zeros(1, 2)
+    ln2 = math.log(2)
+    # negative, lambda 1: w = e^-.25, e^-.75 = .778801, .472367; mean .625584 -> * ln 2
+    got = akd_distillation(student, prev, 1.0, form="negative")
+    assert got.item() == pytest.approx(0.625584 * ln2, abs=1e-5)
+    # positive is the mirror image: same weights swapped, same mean here
+    assert akd_distillation(student, prev, 1.0, form="positive").item() == pytest.approx(
+        got.item(), abs=1e-6)
+    # student p = .75, teacher q = .25 (one entry):
+    # BCE = .25 * .287682 + .75 * 1.386294 = 1.111642; negative: w = e^-.25 -> .865744,
+    # positive: w = e^-.75 -> .525102 (symmetric: e^-.5 -> .674243)
+    one = (torch.tensor([[LN3]]), torch.tensor([[-LN3]]), 1.0)
+    assert akd_distillation(*one, form="negative").item() == pytest.approx(0.865744, abs=1e-5)
+    assert akd_distillation(*one, form="positive").item() == pytest.approx(0.525102, abs=1e-5)
+    # adaptive: lambda times the batch's mean confidence; negative: mean q = .5 on the pair
+    # -> w = e^-.125, e^-.375 = .882497, .687289, mean .784893
+    assert akd_distillation(student, prev, 1.0, adaptive=True, form="negative").item() == \
+        pytest.approx(0.784893 * ln2, abs=1e-5)
+    # the plugin passes its form on
+    state = types.SimpleNamespace(mb_output=one[0], prev_output=one[1], n_old=1,
+                                  loss=torch.tensor(0.0))
+    AKDPlugin(mu=1.0, lam=1.0, adaptive=False, form="negative").before_backward(state)
+    assert state.loss.item() == pytest.approx(0.865744, abs=1e-5)
+
+
+def test_rebll_accepts_the_kd_weight_forms_and_labelled_negatives():
+    strategy = rebll(kd_weight="negative", negatives="labelled", clip=0.0)
+    akd = next(p for p in strategy.plugins if isinstance(p, AKDPlugin))
+    assert akd.form == "negative" and strategy.negatives == "labelled"
+    assert resolve_hparams("rebll", {})["kd_weight"] == "symmetric"  # the default stays
+    with pytest.raises(ValueError, match="accepted: symmetric, negative, positive"):
+        resolve_hparams("rebll", {"kd_weight": "both"})
+    # under labelled negatives, the entries OR fills are the memory rows' only negatives of
+    # other sessions' classes: the loss supervises exactly the labelled and filled entries
+    targets, mask = online("memory")
+    assert torch.equal(supervised_mask(mask, "labelled", 4), mask)
+    assert not supervised_mask(M, "labelled", 4)[0, 2:].any()  # unknown before OR
+    assert mask[0].all() and targets[0, 3] == 0  # after OR: a negative, supervised
 
 
 def test_decay_weight_falls_as_teacher_confidence_rises():
@@ -181,8 +239,10 @@ def test_end_of_session_relabels_the_stored_memory_and_every_class_list():
     assert memory.per_class[3].targets.tolist() == [HARD_MEMORY[1]]
 
 
-def test_rebll_finishes_every_session_and_records_memory_label_rates(cell):
-    record = cell("rebll")
+@pytest.mark.parametrize("hparams", [{}, {"negatives": "labelled", "clip": 0.0,
+                                          "kd_weight": "negative"}])
+def test_rebll_finishes_every_session_and_records_memory_label_rates(cell, hparams):
+    record = cell("rebll", hparams=hparams)
     assert [s["session"] for s in record["sessions"]] == [0, 1, 2, 3, 4]
     assert record["sessions"][0]["memory_labels"] is None  # no memory trained on yet
     for session in record["sessions"][1:]:

@@ -35,7 +35,7 @@ from methods import MethodError, check_label_mode, get, resolve_hparams
 from .spec import RunSpec
 
 # Keys of a grid YAML: the CLI's long options (underscored) plus ``grid``.
-CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "memory",
+CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "optimizer", "memory",
                "memory_labels",
                "backbone", "pretrained", "image_size", "amp", "channels_last", "reset_optimizer",
                "device", "data_root", "set", "grid", "plugins", "workers", "threads", "executor",
