@@ -12,7 +12,8 @@ STREAMS = {"single": "digits-lt:B4-C3?n_max=60&test_per_class=20",
 # method -> a bad override and the message it must give
 BAD = {"wa": ("wa.temperature=0", "wa.temperature=0.0 is out of range; accepted: >= 0.01"),
        "bic": ("bic.val_share=0.9", "bic.val_share=0.9 is out of range; accepted: from 0.01 to 0.5"),
-       "icarl": ("icarl.lamb=-1", "icarl.lamb=-1.0 is out of range; accepted: >= 0.0")}
+       "icarl": ("icarl.lamb=-1", "icarl.lamb=-1.0 is out of range; accepted: >= 0.0"),
+       "lucir": ("lucir.margin=3", "lucir.margin=3.0 is out of range; accepted: from 0.0 to 2.0")}
 CASES = [(name, mode) for name in BAD
          for mode in sorted(methods.discover()[name].label_modes)]
 
