@@ -19,6 +19,8 @@ BAD = {"wa": ("wa.temperature=0", "wa.temperature=0.0 is out of range; accepted:
 HPARAMS = {"eeil": {"ft_epochs": 2}}
 CASES = [(name, mode) for name in BAD
          for mode in sorted(methods.discover()[name].label_modes)]
+TWO_STAGE = [(name, mode) for name in ("lucir", "eeil")
+             for mode in sorted(methods.discover()[name].label_modes)]
 
 
 @pytest.mark.parametrize("method,mode", CASES)
@@ -28,6 +30,14 @@ def test_trains_through_three_sessions(cell, method, mode):
     assert all(math.isfinite(loss) for s in record["sessions"] for loss in s["train_loss"])
     metric = "acc" if mode == "single" else "mAP"
     assert all(0 <= s["metrics"][metric] <= 100 for s in record["sessions"])
+
+
+@pytest.mark.parametrize("method,mode", TWO_STAGE)
+def test_two_stage_trains_through_three_sessions(cell, method, mode):
+    hparams = {**HPARAMS.get(method, {}), "two_stage": True, "stage2_epochs": 1}
+    record = cell(method, stream=STREAMS[mode], hparams=hparams, epochs=1)
+    assert [s["n_seen"] for s in record["sessions"]] == [4, 7, 10]
+    assert all(s["notes"]["lws_fit_s"] >= 0 for s in record["sessions"])
 
 
 def _forbidden(*args, **kwargs):
