@@ -17,6 +17,11 @@ strategies/lucir.py:
   class-balanced batches of frozen features (``stage2_epochs`` = 30, ``stage2_lr`` = 0.1;
   strategies/weight_scaling.py), the scales applied to the test logits; its time is
   ``lws_fit_s`` in the session's notes.
+- ``loss=bsce``: the cross-entropy on the scaled cosines becomes the balanced softmax
+  (Jodelet et al., arXiv:2103.12532, Eq. 3: CE on ``z_c + log n_c``, the current training
+  set's counts, memory included; strategies/balanced.py), raw logits at test. That paper
+  combines BSCE with existing incremental methods; which ones could not be established
+  here (its experiments section was not available), so the switch is on LUCIR only.
 
 Departures: the reference removes the backbone's last ReLU (ResNet only) so features may be
 negative; the suite keeps the backbone as built (its features are non-negative). The
@@ -30,12 +35,15 @@ Single-label only: the margin ranking ranks an old sample's ground truth above t
 classes' highest cosines, which on a multi-label stream may be true (unlabelled, partial)
 positives of the same image; it has no multi-label form in the papers.
 """
+from strategies.options import LOSSES
+
 from ._registry import register
 
 
 @register("lucir", label_modes={"single"}, paper="Hou et al., CVPR 2019",
           defaults={"lamb": 5.0, "lamb_mr": 1.0, "margin": 0.5, "K": 2,
-                    "two_stage": False, "stage2_epochs": 30, "stage2_lr": 0.1},
+                    "two_stage": False, "stage2_epochs": 30, "stage2_lr": 0.1, "loss": "ce"},
+          choices={"loss": LOSSES},
           ranges={"lamb": (0.0, None), "lamb_mr": (0.0, None), "margin": (0.0, 2.0),
                   "K": (1, None), "stage2_epochs": (1, None), "stage2_lr": (1e-6, 10.0)},
           space={"lamb": ("log", 1.0, 20.0)})
@@ -43,6 +51,7 @@ def build(ctx):
     """LUCIR: cosine classifier, less-forget constraint, margin ranking, replay (single-label only: the margin ranking has no multi-label form)."""
     import torch
 
+    from strategies.bsce import BalancedPrior
     from strategies.lucir import CosineHead, LUCIRPlugin
     from strategies.weight_scaling import WeightScaling
 
@@ -53,4 +62,8 @@ def build(ctx):
         plugins.insert(1, WeightScaling(ctx.info.num_classes, h["stage2_epochs"],
                                         h["stage2_lr"], ctx.train["weight_decay"],
                                         torch.Generator().manual_seed(ctx.seed)))
-    return ctx.template(plugins=plugins)
+    criterion = None
+    if h["loss"] == "bsce":
+        criterion = BalancedPrior(ctx.info.label_mode)
+        plugins.insert(0, criterion)
+    return ctx.template(criterion=criterion, plugins=plugins)

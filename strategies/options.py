@@ -7,3 +7,4 @@ OR_MODES = ("online", "end_of_session", "off")
 OR_SCOPES = ("memory", "all")
 OR_LABELS = ("hard", "soft")
 MEMORY_LABELS = ("own", "forward")  # strategies/memory.py
+LOSSES = ("ce", "bsce")  # a method's classification loss: plain or balanced softmax (balanced.py)

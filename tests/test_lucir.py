@@ -189,3 +189,32 @@ def test_training_freezes_old_rows_learns_sigma_and_evaluates_scaled_cosines():
     with torch.no_grad():
         want = model.head.sigma * model.head.cosine(model.features(x))
         assert torch.allclose(model(x), want)
+
+
+def test_bsce_switch_trains_on_the_balanced_softmax(cell, tmp_path, capsys):
+    from benchmarks.run import main
+    from strategies.bsce import BalancedPrior
+
+    torch.manual_seed(0)
+    benchmark, info = streams.build("digits-lt:B4-C3?n_max=60&test_per_class=20")
+    model = models.build("smallcnn", info.num_classes, in_channels=1)
+    train = resolve_train(info.recipe, {"epochs": 1, "memory": 5})
+    ctx = MethodContext(model, info, methods.resolve_hparams("lucir", {"loss": "bsce"}), train,
+                        benchmark, torch.device("cpu"), [])
+    strategy = methods.get("lucir").build(ctx)
+    assert isinstance(strategy._criterion, BalancedPrior)
+    strategy.train(benchmark.train_stream[0])
+    strategy.train(benchmark.train_stream[1])
+    counts = strategy.class_counts[:7]
+    assert (counts > 0).all() and len(counts.unique()) > 1  # long-tailed, memory included
+    logits, targets = torch.randn(5, 7), torch.tensor([0, 3, 4, 6, 1])
+    want = F.cross_entropy(logits + counts.log(), targets)
+    assert strategy._criterion(logits, targets, None).item() == pytest.approx(want.item(),
+                                                                              abs=1e-5)
+    record = cell("lucir", stream="digits-lt:B4-C3?n_max=60&test_per_class=20",
+                  hparams={"loss": "bsce"})
+    assert [s["n_seen"] for s in record["sessions"]] == [4, 7, 10]
+    argv = ["--methods", "lucir", "--set", "lucir.loss=focal", "--out", str(tmp_path / "o")]
+    assert main(argv, cell=lambda *a, **k: None) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lucir.loss='focal' is not accepted; accepted: ce, bsce" in err
