@@ -12,3 +12,4 @@ FOCAL_GRADS = ("detached", "full")  # strategies/losses.py: ASL's focusing weigh
 TEACHER_MODES = ("train", "eval")  # strategies/psd.py: the teachers' mode while distilling
 BSCE_PRIORS = ("supervised", "session", "stream")  # strategies/bsce.py: the prior's counts
 BSCE_ABSENT = ("last", "exclude")  # strategies/bsce.py: classes absent from the session
+LOSSES = ("ce", "bsce")  # a method's classification loss: plain or balanced softmax (balanced.py)
