@@ -44,7 +44,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer
 
 from .loader import eval_outputs
-from .options import MEMORY_LABELS, parse_selection
+from .options import MEMORY_LABELS, describe_selection, parse_selection
 from .selection import (PartitioningReservoir, divergence, ocdm_remove,
                         target_distribution)
 
@@ -102,6 +102,7 @@ class LabelMemory(ExemplarsBuffer):
         name, options = parse_selection(selection)
         super().__init__(max_size=size)
         self.mode, self.selection, self.options = mode, name, options
+        self.description = describe_selection(selection)  # every option written out
         self.batch_size, self.num_workers = batch_size, num_workers
         self.generator = generator or torch.Generator()
         self.per_class: dict[int, object] = {}

@@ -442,3 +442,97 @@ def test_selection_names_are_canonical_and_options_range_checked():
                          ("prs?rho=0&rho=1", "rho given twice")]:
         with pytest.raises(ValueError, match=message.replace("?", r"\?").replace("|", r"\|")):
             parse_selection(bad)
+
+
+THREE_SESSIONS = "digits:B6-C2?train=300&test=150"
+
+
+@pytest.mark.parametrize("method, selection", [("replay", "prs"), ("replay", "ocdm"),
+                                               ("rebll", "ocdm?batch=0")])
+def test_a_balanced_memory_trains_through_a_three_session_stream(cell, method, selection):
+    record = cell(method, stream=THREE_SESSIONS, memory=5, selection=selection)
+    assert record["train"]["selection"] == selection
+    held = [s["memory"] for s in record["sessions"]]
+    assert [s["n_seen"] for s in record["sessions"]] == [6, 8, 10]
+    assert [h["size"] for h in held] == [30, 40, 50]  # 5 per seen class, shared
+    assert all(h["selection"].startswith(selection.split("?")[0] + "?") for h in held)
+    assert all(len(h["per_class"]) == n for h, n in zip(held, (6, 8, 10)))
+    assert all(0 <= h["balance"] < 0.5 for h in held)
+    assert record["summary"]["last_mem_balance"] == held[-1]["balance"]
+    assert record["summary"]["last_mem_FNR"] is not None
+
+
+def test_memory_balance_is_the_kl_to_uniform_and_the_ratio_of_extremes():
+    from benchmarks.diagnostics import last_memory, memory_balance
+
+    assert memory_balance([4, 4, 4]) == {"balance": 0.0, "ratio": 1.0}
+    skewed = memory_balance([6, 2, 0])  # q = (.75, .25, 0): .75 ln 2.25 + .25 ln .75
+    assert skewed["balance"] == pytest.approx(0.75 * 0.8109302 + 0.25 * -0.2876821)
+    assert skewed["ratio"] is None and memory_balance([0, 0]) == {"balance": None, "ratio": None}
+    assert memory_balance([8, 2])["ratio"] == 4.0
+    assert last_memory([{"memory": {"balance": 0.25}, "memory_labels": None}]) == {
+        "last_mem_balance": 0.25}
+    assert last_memory([{"memory": None, "memory_labels": None}]) == {}
+
+
+def test_the_flag_and_the_config_key_set_the_recipes_selection_in_the_cells_id(tmp_path):
+    import fake_cell
+    from benchmarks.run import main
+    from benchmarks.runner.store import Store
+
+    toy = str(__import__("pathlib").Path(__file__).with_name("toy_methods.py"))
+    base = ["--methods", "toy", "--plugin", toy, "--seeds", "0", "--quiet"]
+    ids = {}
+    for name, extra, train in [
+            ("default", [], {}),
+            ("prs", ["--memory-selection", "prs?rho=0"], {"selection": "prs"}),
+            ("prs-rho", ["--memory-selection", "prs?rho=0.50"], {"selection": "prs?rho=0.5"}),
+            ("herding", ["--memory-selection", "herding"], {"selection": "herding"})]:
+        assert main([*base, *extra, "--out", str(tmp_path / name)], cell=fake_cell.run_cell) == 0
+        (record,) = Store(tmp_path / name).load_all().values()
+        ids[name] = record["id"]
+        assert record["spec"]["train"] == train  # canonical, under the recipe's key
+    assert len(set(ids.values())) == 4  # the flag, when given, is part of the id
+    config = tmp_path / "grid.yaml"
+    config.write_text(f"methods: [toy]\nplugins: [{toy}]\nseeds: [0]\n"
+                      "memory_selection: 'prs?rho=0.0'\n")
+    assert main(["--config", str(config), "--out", str(tmp_path / "yaml"), "--quiet"],
+                cell=fake_cell.run_cell) == 0
+    (record,) = Store(tmp_path / "yaml").load_all().values()
+    assert record["id"] == ids["prs"]  # prs?rho=0.0 is prs: defaults dropped
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--memory-selection", "greedy"], "argument --memory-selection: memory selection "
+                                       "'greedy': unknown selection 'greedy'; accepted: "
+                                       "herding, random, prs, ocdm"),
+    (["--memory-selection", "prs?rho=3"], "option rho=3 is out of range; accepted: float "
+                                          "from -1.0 to 1.0"),
+    (["--memory-selection", "ocdm?batch=-2"], "option batch=-2 is out of range"),
+    (["--memory-selection", "ocdm?eps=0"], "option eps=0 is out of range"),
+    (["--memory-selection", "ocdm?divergence=l2"], "option divergence=l2 not in "),
+    (["--memory-selection", "prs?power=1"], "unknown option 'power=1' for prs"),
+    (["--memory-selection", "random?rho=0"], "unknown option 'rho=0' for random"),
+])
+def test_bad_selection_exits_2_with_one_line_before_any_work(tmp_path, capsys, argv, message):
+    from benchmarks.run import main
+
+    def forbidden(spec, progress=False):
+        raise AssertionError("no cell should run")
+
+    assert main(["--methods", "replay", "--out", str(tmp_path / "out"), *argv],
+                cell=forbidden) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ")
+    assert message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_selection_in_a_config_file_exits_2(tmp_path, capsys):
+    from benchmarks.run import main
+
+    config = tmp_path / "grid.yaml"
+    config.write_text("methods: [replay]\nmemory_selection: prs?rho=-7\n")
+    assert main(["--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "option rho=-7 is out of range" in err
