@@ -195,7 +195,7 @@ class LabelMemory(ExemplarsBuffer):
                 k = where[image]
                 if reservoir.offer_held(k, keys, capacity):
                     self._merge(pool, hard, slots[k], p, mode)
-                    reservoir.labels[k] = hard[slots[k]]
+                    reservoir.set_row(k, hard[slots[k]])
                 continue
             slot = reservoir.offer(keys, capacity)
             if slot is None:

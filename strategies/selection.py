@@ -79,8 +79,35 @@ class PartitioningReservoir:
         self.order: list[int] = []  # classes by first sight
         self.labels = torch.zeros(0, num_classes, dtype=torch.bool)
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """The stored samples' labels (S, C), slot order (a view: set rows by ``set_row``)."""
+        return self._rows[:self.size]
+
+    @labels.setter
+    def labels(self, value: torch.Tensor) -> None:
+        self._rows, self.size = value.bool().clone(), len(value)
+        self._counts = self._rows.sum(0)
+
     def counts(self) -> torch.Tensor:
-        return self.labels.sum(0)
+        """The memory's count of each class (C,)."""
+        return self._counts.clone()
+
+    def set_row(self, slot: int, row: torch.Tensor) -> None:
+        if slot == self.size:
+            if self.size == len(self._rows):  # room for twice as many
+                more = torch.zeros(max(1, self.size), self._rows.shape[1], dtype=torch.bool)
+                self._rows = torch.cat([self._rows, more])
+            self.size += 1
+        else:
+            self._counts -= self._rows[slot].long()
+        self._rows[slot] = row
+        self._counts += row.long()
+
+    def delete(self, slot: int) -> None:
+        self._counts -= self._rows[slot].long()
+        self._rows[slot:self.size - 1] = self._rows[slot + 1:self.size].clone()
+        self.size -= 1
 
     def _sight(self, keys) -> None:
         known = set(self.order)
@@ -89,13 +116,16 @@ class PartitioningReservoir:
     def _held(self, counts: torch.Tensor) -> list[int]:
         """The classes the memory holds, by first sight (a class never offered but held, as
         a relabelled exemplar's may be, is sighted now)."""
-        self._sight(torch.nonzero(counts > 0).flatten().tolist())
-        return [c for c in self.order if counts[c] > 0]
+        present = torch.nonzero(counts > 0).flatten().tolist()
+        self._sight(present)
+        present = set(present)
+        return [c for c in self.order if c in present]
 
     def partition(self) -> None:
         """``p_i = n_i^rho / sum_j n_j^rho`` over the classes the memory holds (and the
         stream has shown)."""
-        held = [c for c in self._held(self.counts()) if self.n[c] > 0]
+        counted = self.n.tolist()
+        held = [c for c in self._held(self.counts()) if counted[c] > 0]
         if not held:
             return
         power = self.power[held]
@@ -136,13 +166,12 @@ class PartitioningReservoir:
         candidates = candidates[scores == scores.max()]
         after = counts - self.labels[candidates].long()  # (K, C) counts without each
         after_total = after.sum(1, keepdim=True).float()
-        gaps = (after - self.share * after_total).abs()[:, held]
-        diffs = [_sequential_sum(row[after[i, held] > 0]) for i, row in enumerate(gaps)]
-        best, best_diff = int(candidates[0]), float(capacity)
-        for slot, diff in zip(candidates.tolist(), diffs):
-            if diff < best_diff:
-                best, best_diff = slot, float(diff)
-        return best
+        # sum_i |l_i - p_i L| over the classes still held (a 0 added changes no float sum)
+        gaps = (after - self.share * after_total).abs() * (after > 0)
+        diffs = _sequential_sum(gaps[:, held])
+        if not (diffs < capacity).any():
+            return int(candidates[0])
+        return int(candidates[int(diffs.argmin())])  # the first of the least
 
     def offer(self, keys: list[int], capacity: int) -> int | None:
         """Offer a sample with labels ``keys``: the slot it takes (``len(labels)`` when it is
@@ -151,12 +180,12 @@ class PartitioningReservoir:
         row = torch.zeros(self.labels.shape[1], dtype=torch.bool)
         row[keys] = True
         slot = None
-        if len(self.labels) < capacity:
-            slot = len(self.labels)
-            self.labels = torch.cat([self.labels, row[None]])
+        if self.size < capacity:
+            slot = self.size
         elif capacity > 0 and self.accept(keys, capacity):
             slot = self.victim(capacity)
-            self.labels[slot] = row
+        if slot is not None:
+            self.set_row(slot, row)
         self.observe(keys)
         return slot
 
@@ -164,9 +193,11 @@ class PartitioningReservoir:
         """Offer a sample whose image the memory holds at ``slot``: when it enters (by the
         same rule as any sample), its labels join the slot's and nothing is evicted."""
         self._sight(keys)
-        enters = len(self.labels) < capacity or (capacity > 0 and self.accept(keys, capacity))
+        enters = self.size < capacity or (capacity > 0 and self.accept(keys, capacity))
         if enters:
-            self.labels[slot, keys] = True
+            row = self.labels[slot].clone()
+            row[keys] = True
+            self.set_row(slot, row)
         self.observe(keys)
         return enters
 
@@ -174,12 +205,12 @@ class PartitioningReservoir:
         """Shrink the memory to ``capacity`` by PRS's replacement choice, one sample at a
         time; the slots removed, each counted in the memory as it was when removed."""
         removed = []
-        while len(self.labels) > capacity and capacity > 0:
+        while self.size > capacity and capacity > 0:
             slot = self.victim(capacity)
             removed.append(slot)
-            self.labels = torch.cat([self.labels[:slot], self.labels[slot + 1:]])
+            self.delete(slot)
         if capacity <= 0:
-            removed = list(range(len(self.labels) - 1, -1, -1))
+            removed = list(range(self.size - 1, -1, -1))
             self.labels = self.labels[:0]
         return removed
 
@@ -210,6 +241,28 @@ def divergence(counts: torch.Tensor, target: torch.Tensor, kind: str = "kl_targe
     raise ValueError(f"divergence {kind!r}: expected kl_target|kl_memory")
 
 
+def divergence_without(counts: torch.Tensor, rows: torch.Tensor, target: torch.Tensor,
+                       kind: str = "kl_target", eps: float = 1e-6) -> torch.Tensor:
+    """``divergence(counts - rows[j], target)`` for every 0/1 row j of ``rows`` (N, C), in
+    O(N C) by one matrix-vector product: removing a row changes only its classes' terms and
+    the normaliser."""
+    support = target > 0
+    p = target[support]
+    a = counts.double()[support] + eps  # the smoothed counts before any removal
+    y = rows.double()[:, support]
+    z = a.sum() - y.sum(1)  # the normaliser after each removal
+    if kind == "kl_target":  # sum p log p - sum p log(a - y) + log z
+        change = p * ((a - 1).clamp(min=eps).log() - a.log())
+        return (p * p.log()).sum() - (p * a.log()).sum() - y @ change + z.log()
+    if kind == "kl_memory":  # (1/z) sum (a - y) log((a - y) / p) - log z
+        def g(v):
+            return v * (v.log() - p.log())
+
+        change = g((a - 1).clamp(min=eps)) - g(a)
+        return (g(a).sum() + y @ change) / z - z.log()
+    raise ValueError(f"divergence {kind!r}: expected kl_target|kl_memory")
+
+
 def ocdm_remove(labels: torch.Tensor, target: torch.Tensor, k: int, kind: str = "kl_target",
                 eps: float = 1e-6) -> torch.Tensor:
     """OCDM's greedy step, ``k`` times: remove the row of ``labels`` (N, C) whose removal
@@ -220,7 +273,7 @@ def ocdm_remove(labels: torch.Tensor, target: torch.Tensor, k: int, kind: str = 
     counts = labels.sum(0).double()
     rows = labels.double()
     for _ in range(min(k, len(labels))):
-        div = divergence(counts - rows, target, kind, eps)
+        div = divergence_without(counts, rows, target, kind, eps)
         div[~kept] = float("inf")
         out = int(div.argmin())
         kept[out] = False

@@ -13,8 +13,8 @@ from benchmarks import streams
 from benchmarks.streams.base import LabelledSet, TensorPool
 from strategies.memory import LabelMemory, MemoryPlugin
 from strategies.options import canonical_selection, parse_selection
-from strategies.selection import (PartitioningReservoir, divergence, ocdm_remove,
-                                  target_distribution)
+from strategies.selection import (PartitioningReservoir, divergence, divergence_without,
+                                  ocdm_remove, target_distribution)
 
 # ---------------------------------------------------------------------------------------
 # Transcription of the official PRS (github.com/cdjkim/PRS at 136cee1, code/models/reservoir/
@@ -257,7 +257,8 @@ def test_prs_with_rho_zero_balances_the_memory_more_than_rho_one():
         counts = prs.counts().double()
         spread[rho] = float(counts.max() / counts.min())
     stream = cats.sum(0).double()
-    assert spread[0.0] < spread[1.0] and spread[0.0] < float(stream.max() / stream.min()) / 2, spread
+    assert spread[0.0] < spread[1.0], spread
+    assert spread[0.0] < float(stream.max() / stream.min()) / 2, spread
 
 
 def test_prs_eviction_shrinks_to_capacity_by_the_replacement_rule():
@@ -296,9 +297,22 @@ def test_ocdm_greedy_step_removes_the_sample_that_most_reduces_the_divergence(ki
             for i in range(6)]
     assert out == min(range(6), key=lambda i: (each[i], i))
     assert out in (0, 2, 3)  # a sample of class 0 alone: never the only sample of class 2
-    # repeated, the divergence never rises and the memory ends balanced: 1 per class left
-    kept = ocdm_remove(MEMORY, target, 3, kind)
-    assert MEMORY[kept].sum(0).tolist() == [1, 1, 1] or MEMORY[kept].sum(0).min() >= 1
+    # repeated, each removal lowers the divergence and no class is emptied
+    steps = [float(divergence(MEMORY[ocdm_remove(MEMORY, target, k, kind)].sum(0), target,
+                              kind)) for k in range(4)]
+    assert steps == sorted(steps, reverse=True) and len(set(steps)) == 4
+    assert MEMORY[ocdm_remove(MEMORY, target, 3, kind)].sum(0).min() >= 1
+
+
+@pytest.mark.parametrize("kind", ["kl_target", "kl_memory"])
+def test_the_divergence_after_each_removal_is_the_direct_one(kind):
+    labels = label_stream(60, classes=5, seed=3).bool()
+    labels[:, 4] = False  # a class the memory lacks: the smoothing carries it
+    counts = labels.sum(0)
+    target = target_distribution(torch.tensor([50.0, 20, 9, 4, 2]), 0.5)
+    direct = divergence(counts - labels.long(), target, kind)
+    assert torch.allclose(divergence_without(counts, labels, target, kind), direct,
+                          rtol=1e-9, atol=1e-9)
 
 
 def test_ocdm_target_follows_rho_and_the_greedy_follows_the_target():
