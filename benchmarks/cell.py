@@ -122,7 +122,7 @@ def _train_and_evaluate(spec: RunSpec, record: dict, progress: bool) -> None:
     record["summary"] = summarize([dict(s["metrics"], per_class=s["per_class"])
                                    for s in record["sessions"]], info.label_mode,
                                   final_on_earlier)
-    record["summary"].update(diagnostics.last_memory_rates(record["sessions"]))
+    record["summary"].update(diagnostics.last_memory(record["sessions"]))
 
 
 def run_cell(spec: RunSpec, progress: bool = False) -> dict:

@@ -14,9 +14,16 @@ The protocol, for any strategy plugin:
 - a plugin that changes the labels the loss sees exposes ``trained_labels(strategy, data)
   -> (targets, mask)``: the labels its training gave the rows of ``data`` (e.g. RebLL's
   relabeling); such plugins apply in their order in ``strategy.plugins``.
+
+What the memory held (any label mode): after each session, its samples, its labelled
+positives per seen class, and how balanced these are: ``balance``, the KL divergence (nats)
+of the per-class positive counts, normalised, from the uniform distribution over the seen
+classes (0: every seen class has as many; log(n_seen): one class has them all), and
+``ratio``, the largest count over the smallest (None when a seen class has none).
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -55,6 +62,26 @@ def memory_label_rates(strategy, train_labels: torch.Tensor) -> Optional[dict]:
     return {**label_rates(labels, train_labels[data.index, :n]), "rows": len(data)}
 
 
+def memory_balance(counts: list[int]) -> dict:
+    """``{"balance", "ratio"}`` of per-class positive ``counts`` (see the module docstring;
+    both None for an empty memory)."""
+    total = sum(counts)
+    if not counts or total <= 0:
+        return {"balance": None, "ratio": None}
+    n = len(counts)
+    kl = sum(c / total * math.log(c / total * n) for c in counts if c > 0)
+    return {"balance": max(0.0, kl), "ratio": max(counts) / min(counts) if min(counts) else None}
+
+
+def last_memory(sessions: list[dict]) -> dict:
+    """The summary entries of the last session's memory: ``last_mem_FPR``, ``last_mem_FNR``
+    (multi-label) and ``last_mem_balance`` (empty without a memory)."""
+    held = sessions[-1].get("memory") if sessions else None
+    balance = {"last_mem_balance": held["balance"]} if held and held.get("balance") is not None \
+        else {}
+    return {**last_memory_rates(sessions), **balance}
+
+
 def last_memory_rates(sessions: list[dict]) -> dict:
     """The summary entries ``last_mem_FPR`` and ``last_mem_FNR`` from the records' sessions
     (empty when the last session has no memory rates)."""
@@ -63,13 +90,18 @@ def last_memory_rates(sessions: list[dict]) -> dict:
 
 
 def memory_held(strategy) -> Optional[dict]:
-    """What the strategy's replay memory holds after a session: samples, and labelled
-    positives per seen class (None without a memory)."""
+    """What the strategy's replay memory holds after a session: samples, labelled positives
+    per seen class, their balance and ratio, and the selection with all its options (None
+    without a memory)."""
     for plugin in strategy.plugins:
         if isinstance(plugin, MemoryPlugin):
-            buffer = plugin.memory.buffer
+            memory, buffer = plugin.memory, plugin.memory.buffer
             if not len(buffer):
-                return {"size": 0, "per_class": [0] * strategy.n_seen}
-            counts, _ = label_counts(buffer, strategy.info.num_classes, strategy.info.label_mode)
-            return {"size": len(buffer), "per_class": counts[:strategy.n_seen].long().tolist()}
+                per_class = [0] * strategy.n_seen
+            else:
+                counts, _ = label_counts(buffer, strategy.info.num_classes,
+                                         strategy.info.label_mode)
+                per_class = counts[:strategy.n_seen].long().tolist()
+            return {"size": len(buffer), "per_class": per_class, **memory_balance(per_class),
+                    "selection": memory.description}
     return None

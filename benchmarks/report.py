@@ -13,7 +13,8 @@
   numbers on a CPU, so cells of different thread counts are never averaged together.
   Methods with a memory also get ``last_mem_FPR`` / ``last_mem_FNR``, the false-positive
   and false-negative rates (%) of the memory's labels in the last session against the
-  true labels (summary metrics written by benchmarks/diagnostics.py).
+  true labels, and ``last_mem_balance``, the KL divergence of its per-class positive counts
+  from uniform over the seen classes (summary metrics written by benchmarks/diagnostics.py).
 - ``paired.csv``: for each other row, the per-seed difference to the baseline method
   (``--baseline``; default ``replay`` when the folder has it, else the first method: of
   ``--methods`` for the run CLI, alphabetically here) on the same stream, training

@@ -42,7 +42,8 @@ RAY_TIMEOUT, RAY_RETRIES = 30.0, 3
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "memory", "device", "backbone",
                "pretrained", "image_size", "amp", "channels_last", "memory_labels",
-               "reset_optimizer")
+               "reset_optimizer", "memory_selection")
+TRAIN_KEYS = {"memory_selection": "selection"}  # flags named otherwise in the recipe
 
 # Config keys that are on/off switches on the command line.
 SWITCHES = ("channels_last",)
@@ -89,6 +90,16 @@ def _at_least(kind, minimum, strict=False):
     return parse
 
 
+def _selection(text: str) -> str:
+    """An argparse type: a memory selection with its options, canonical (torch-free)."""
+    from strategies.options import canonical_selection
+
+    try:
+        return canonical_selection(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _boolean(text: str) -> bool:
     """An argparse type: ``true`` or ``false``."""
     if text.lower() not in ("true", "false"):
@@ -114,6 +125,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-labels", choices=["own", "forward"],
                    help="labels of replayed exemplars: their own session's (default), or also "
                         "the ground truth of classes learned after them (KRT's code)")
+    p.add_argument("--memory-selection", type=_selection, metavar="NAME[?OPTION=VALUE&...]",
+                   help="how every replay method's memory is chosen: herding or random per "
+                        "class, or prs / ocdm, class-balancing (options: prs?rho=0, "
+                        "ocdm?rho=0&batch=10&divergence=kl_target&eps=1e-6; quote ? and &); "
+                        "default: the stream's recipe, herding")
     p.add_argument("--backbone", help="smallcnn, resnet32, resnet18, resnet50, resnet101 or "
                                       "timm:<model>, e.g. timm:tresnet_m (default: the "
                                       "stream's recipe)")
@@ -270,7 +286,8 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
     grid = expand(methods, split_list(args.streams or DEFAULT_STREAM),
                   parse_seeds(DEFAULT_SEEDS if args.seeds is None else args.seeds), sets=sets,
                   grid=config.get("grid"), data_root=args.data_root,
-                  train={k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None},
+                  train={TRAIN_KEYS.get(k, k): getattr(args, k) for k in TRAIN_FLAGS
+                         if getattr(args, k) is not None},
                   plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin),
                   tuned=config.get("tuned"))
     if args.pretrained and not Path(args.pretrained).is_file():

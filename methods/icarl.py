@@ -2,7 +2,7 @@
 2017, arXiv:1611.07725), as the long-tailed CIL code (xialeiliu/Long-Tailed-CIL
 ``src/approach/icarl.py``, FACIL's iCaRL):
 
-- replay with the recipe's memory (herding, Alg. 4-5, by default: ``--selection``);
+- replay with the recipe's memory (herding, Alg. 4-5, by default: ``--memory-selection``);
 - loss: cross-entropy over the seen classes plus ``lamb`` (= 1) times the sum over old
   classes of the binary cross-entropy between the model's sigmoid and the previous model's
   (Alg. 3 as that code writes it: softmax CE for the new labels, sigmoid distillation);

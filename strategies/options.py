@@ -13,3 +13,87 @@ TEACHER_MODES = ("train", "eval")  # strategies/psd.py: the teachers' mode while
 BSCE_PRIORS = ("supervised", "session", "stream")  # strategies/bsce.py: the prior's counts
 BSCE_ABSENT = ("last", "exclude")  # strategies/bsce.py: classes absent from the session
 LOSSES = ("ce", "bsce")  # a method's classification loss: plain or balanced softmax (balanced.py)
+
+# strategies/memory.py and strategies/selection.py: how the replay memory chooses samples.
+MEMORY_SELECTIONS = ("herding", "random", "prs", "ocdm")
+OCDM_DIVERGENCES = ("kl_target", "kl_memory")  # KL(target || memory), KL(memory || target)
+# Options of a selection, written ``name?key=value&...`` (e.g. ``prs?rho=0.5``):
+# key -> (default, low, high) for numbers (closed range, None: unbounded), or
+# key -> (default, choices) for strings. The type is the default's.
+SELECTION_OPTIONS = {
+    # PRS's power of allocation (official code: q_poa; 0 in its SVHN config, -0.03 / 0.02 in
+    # its COCO / NUS-WIDE configs): class i's share of the memory is n_i^rho / sum_j n_j^rho
+    "prs": {"rho": (0.0, -1.0, 1.0)},
+    # OCDM (a reconstruction, every unknown an option): the target distribution's power
+    # (PRS's partition), incoming samples per greedy update (0: the whole session at once),
+    # the divergence minimised and the smoothing of empty classes in the memory's distribution
+    "ocdm": {"rho": (0.0, -1.0, 1.0), "batch": (10, 0, None),
+             "divergence": ("kl_target", OCDM_DIVERGENCES), "eps": (1e-6, 1e-12, 1.0)},
+}
+
+
+def _selection_error(text: str, detail: str) -> ValueError:
+    return ValueError(f"memory selection {text!r}: {detail}")
+
+
+def _selection_value(text: str, name: str, key: str, raw: str):
+    spec = SELECTION_OPTIONS[name][key]
+    default = spec[0]
+    if isinstance(default, str):
+        if raw not in spec[1]:
+            raise _selection_error(text, f"option {key}={raw} not in {'|'.join(spec[1])}")
+        return raw
+    kind = int if isinstance(default, int) else float
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        raise _selection_error(text, f"option {key}={raw} must be a finite "
+                                     f"{'integer' if kind is int else 'number'}")
+    low, high = spec[1], spec[2]
+    if (low is not None and value < low) or (high is not None and value > high):
+        accepted = (f"from {low} to {high}" if high is not None else f">= {low}")
+        raise _selection_error(text, f"option {key}={raw} is out of range; accepted: "
+                                     f"{kind.__name__} {accepted}")
+    return value
+
+
+def parse_selection(text: str) -> tuple[str, dict]:
+    """``"prs?rho=0.5"`` as ``("prs", {"rho": 0.5})``: the selection's name and all its
+    options, defaults filled in. Raises ValueError (one line) for an unknown name or option,
+    an option given twice, or a value of the wrong type or out of its range."""
+    name, _, query = str(text).strip().partition("?")
+    if name not in MEMORY_SELECTIONS:
+        raise _selection_error(text, f"unknown selection {name!r}; accepted: "
+                                     + ", ".join(MEMORY_SELECTIONS))
+    accepted = SELECTION_OPTIONS.get(name, {})
+    options = {key: spec[0] for key, spec in accepted.items()}
+    given = set()
+    for item in filter(None, query.split("&")):
+        key, sep, raw = item.partition("=")
+        if not sep or key not in accepted:
+            known = ", ".join(f"{k}={v[0]!r}" for k, v in accepted.items()) or "none"
+            raise _selection_error(text, f"unknown option {item!r} for {name}; accepted: "
+                                         f"{known}")
+        if key in given:
+            raise _selection_error(text, f"option {key} given twice")
+        given.add(key)
+        options[key] = _selection_value(text, name, key, raw)
+    return name, options
+
+
+def canonical_selection(text: str) -> str:
+    """The one name of a selection (options sorted, defaults dropped): ``prs?rho=0`` is
+    ``prs``, so that one memory is one cell id however it was written."""
+    name, options = parse_selection(text)
+    defaults = {key: spec[0] for key, spec in SELECTION_OPTIONS.get(name, {}).items()}
+    extra = [f"{key}={options[key]}" for key in sorted(options) if options[key] != defaults[key]]
+    return name + ("?" + "&".join(extra) if extra else "")
+
+
+def describe_selection(text: str) -> str:
+    """A selection with every option written out, e.g. ``prs?rho=0.0`` (for records)."""
+    name, options = parse_selection(text)
+    return name + ("?" + "&".join(f"{k}={v}" for k, v in sorted(options.items()))
+                   if options else "")
