@@ -60,12 +60,14 @@ from benchmarks.stats import (ci95, critical_difference, friedman, mean_ranks,
 SESSION_METRIC = {"multi": "mAP", "single": "acc"}
 GROUPS = ("head", "medium", "tail")
 ROW = ["stream", "method", "config", "threads"]
-# Where a method meets its baseline in a paired comparison.
-PAIRED_ON = ["stream", "train_config", "threads"]
+# Where a method meets its baseline in a paired comparison: the same stream, threads, and
+# training config; or, for tuned cells (each method at its own tuned learning rate), the same
+# tuning (a tuned method meets the baseline tuned with the same budget).
+PAIRED_ON = ["stream", "paired_config", "threads"]
 DEFAULT_BASELINE = "replay"
 # The columns of per_seed.csv before the summary metrics.
-CELL = ["id", *ROW, "hparams_config", "train_config", "seed", "tuning", "label_mode",
-        "pretrained", "status", "error", "code_version", "stale", "wall_time_s"]
+CELL = ["id", *ROW, "hparams_config", "train_config", "paired_config", "seed", "tuning",
+        "label_mode", "pretrained", "status", "error", "code_version", "stale", "wall_time_s"]
 
 
 def _items(overrides: dict) -> str:
@@ -93,6 +95,8 @@ def per_seed(records: list[dict], current: Optional[str] = None) -> pd.DataFrame
                      "hparams_config": _items(spec["hparams"]),
                      "train_config": _items(spec["train"]), "seed": spec["seed"],
                      "tuning": spec.get("tuning", ""),
+                     "paired_config": (f"tuned: {spec['tuning']}" if spec.get("tuning")
+                                       else _items(spec["train"])),
                      "label_mode": (record.get("stream") or {}).get("label_mode"),
                      "pretrained": bool(record.get("pretrained")),
                      "status": record["status"], "error": record.get("error"),

@@ -162,3 +162,14 @@ def test_bad_tuning_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "out" / "study.journal").exists()
+
+
+def test_tuned_rows_are_paired_with_the_baseline_tuned_alike(tmp_path, spaced):
+    assert tune.main(["--methods", "replay,spaced", "--plugin", spaced, "--budget", "2",
+                      "--out", str(tmp_path / "tune")], cell=fake_cell.run_cell) == 0
+    assert run(["--config", str(tmp_path / "tune" / "tuned.yaml"), "--out",
+                str(tmp_path / "test")], cell=fake_cell.run_cell) == 0
+    pairs = pd.read_csv(tmp_path / "test" / "paired.csv")
+    # each method has its own tuned learning rate, yet spaced meets the tuned replay
+    assert set(pairs["method"]) == {"spaced"} and set(pairs["n_pairs"]) == {5}
+    assert set(pairs["paired_config"]) == {"tuned: valid budget 2"}
