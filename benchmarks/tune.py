@@ -368,16 +368,23 @@ def plot_studies(studies: dict, folder: Path) -> Path:
                 continue
             name = slug(f"{method}_{stream}")
             ax = ov.plot_optimization_history(study)
-            ax.set_title(f"{method} on {stream}: valid objective by trial")
+            _retitle(ax, f"{method} on {stream}: valid objective by trial")
             ax.figure.savefig(folder / f"{name}_history.png", dpi=110, bbox_inches="tight")
             plt.close(ax.figure)
             if len(complete) > 1 and len({k for t in complete for k in t.params}) > 1:
                 ax = ov.plot_param_importances(study)
-                ax.set_title(f"{method} on {stream}: parameter importances")
+                _retitle(ax, f"{method} on {stream}: parameter importances")
                 ax.figure.savefig(folder / f"{name}_importance.png", dpi=110,
                                   bbox_inches="tight")
                 plt.close(ax.figure)
     return folder
+
+
+def _retitle(ax, title: str) -> None:
+    """Replace Optuna's title (centred or left) by ``title``."""
+    for loc in ("left", "right"):
+        ax.set_title("", loc=loc)
+    ax.set_title(title, fontsize="medium")
 
 
 if __name__ == "__main__":
