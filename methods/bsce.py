@@ -15,18 +15,20 @@ fine-tuning step), inside those methods, distillation included.
   softmax(z / T))`` over the old classes' logits (T = ``temperature`` = 2,
   strategies/distillation.py); ``kd = none`` drops it.
 - ``absent``: the prior of a seen class with no sample in the current set (an old class
-  without memory, ``--memory 0``), whose ``log n_c`` would be -inf: ``last`` (default, issue
-  13) keeps its last known count; ``exclude`` takes the balanced softmax's limit, the class
-  out of the classification loss (strategies/bsce.py gives the reasoning; ours, not the
+  without memory, ``--memory 0``), whose ``log n_c`` would be -inf: ``exclude`` (default,
+  chosen on the validation split: results/sweeps/bsce-absent) takes the balanced softmax's
+  limit, the class out of the classification loss; ``last`` (issue 13) keeps its last known
+  count (strategies/bsce.py gives the reasoning; ours, not the
   paper's).
 - Multi-label (our extension): the balanced sigmoid, binary cross-entropy on
   ``z_c + log(n+_c / n-_c)`` over the supervised entries (which entries are supervised:
   ``negatives``, as for ``replay``); raw logits at test; ``kd = logits`` distils each old
   class's sigmoid (BCE to the previous model's probability), as ``lwf`` does on multi-label
-  streams. ``prior``: where ``n+``/``n-`` come from, ``supervised`` (default: the
+  streams. ``prior``: where ``n+``/``n-`` come from, ``supervised`` (the
   supervised positives/negatives of the current training set, memory included),
-  ``session`` (positives over all of the current set's images, unlabelled entries counted as
-  negatives for the prior only) or ``stream`` (the stream's own class frequencies); see
+  ``session`` (default, chosen on the validation split: results/sweeps/bsce-prior;
+  positives over all of the current set's images, unlabelled entries counted as negatives
+  for the prior only) or ``stream`` (the stream's own class frequencies); see
   strategies/bsce.py for why the default barely separates old from new classes under
   ``negatives=labelled``. Single-label: ``session`` is ``supervised``, ``stream`` uses the
   stream's class counts.
@@ -38,7 +40,7 @@ from ._registry import register
 
 @register("bsce", label_modes={"multi", "single"}, paper="arXiv:2103.12532",
           defaults={"kd": "logits", "kd_weight": 1.0, "temperature": 2.0,
-                    "negatives": "labelled", "prior": "supervised", "absent": "last"},
+                    "negatives": "labelled", "prior": "session", "absent": "exclude"},
           choices={"kd": ("none", "logits"), "negatives": NEGATIVES, "prior": BSCE_PRIORS,
                    "absent": BSCE_ABSENT},
           ranges={"kd_weight": (0.0, None), "temperature": (0.01, None)},

@@ -11,7 +11,8 @@ new ones.
 ``prior`` -- which frequencies (multi-label: log-odds ``log(n+_c / n-_c)``; single-label
 ``log n_c``):
 
-- ``supervised`` (default): ``n+``/``n-`` the supervised positives/negatives of class c in
+- ``supervised`` (bsce's default before the validation sweep): ``n+``/``n-`` the supervised
+  positives/negatives of class c in
   the current training set, memory included, as the loss sees them (the template's
   ``class_counts``/``class_negatives``, under ``negatives``). With ``negatives=labelled``
   an old class is supervised on memory rows only, so its prior is about as close to 0 as a
@@ -33,7 +34,8 @@ new ones.
 class without memory, ``--memory 0``; issue 13): its training frequency is 0, so the
 balanced softmax's shift ``log 0`` takes it out of the loss.
 
-- ``last`` (default, issue 13's choice): the class keeps its last known prior (that of the
+- ``last`` (issue 13's choice, bsce's default before the validation sweep): the class keeps
+  its last known prior (that of the
   last session where it had positives; without memory, the session it was learned in). It
   stays in the softmax and its logit is pushed down on every image, by more than plain CE
   (its prior is that of a class present in the data): the opposite of what the balanced

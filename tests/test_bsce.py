@@ -66,7 +66,8 @@ def context(label_mode, **train):
     torch.manual_seed(0)
     benchmark, info = streams.build(TINY[label_mode])
     model = models.build("smallcnn", info.num_classes, in_channels=1)
-    hparams = methods.resolve_hparams("bsce", {"negatives": "seen"})
+    hparams = methods.resolve_hparams("bsce", {"negatives": "seen", "prior": "supervised",
+                                              "absent": "last"})
     return MethodContext(model, info, hparams, {**TRAIN, **train}, benchmark,
                          torch.device("cpu"))
 
@@ -179,8 +180,8 @@ def test_stream_prior_counts_the_streams_distinct_training_images():
     for key, bad in (("prior", "memory"), ("absent", "zero")):
         with pytest.raises(methods.MethodError, match="accepted"):
             methods.resolve_hparams("bsce", {key: bad})
-    assert methods.resolve_hparams("bsce", {})["prior"] == "supervised"
-    assert methods.resolve_hparams("bsce", {})["absent"] == "last"
+    assert methods.resolve_hparams("bsce", {})["prior"] == "session"  # the valid sweep's pick
+    assert methods.resolve_hparams("bsce", {})["absent"] == "exclude"
 
 
 @pytest.mark.parametrize("label_mode", ["single", "multi"])
