@@ -7,10 +7,7 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-import methods
-from benchmarks import models, streams
-from benchmarks.cell import resolve_train
-from methods import MethodContext
+import tiny
 from strategies.bias_correction import BiasCorrectedHead, BiasCorrection, corrected, fit_bias
 from strategies.memory import LabelMemory
 
@@ -101,25 +98,17 @@ def test_a_biased_new_block_is_pulled_down():
     assert beta < 0
 
 
-TINY = {"single": "digits-lt:B4-C3?n_max=60&test_per_class=20",
-        "multi": "digits:B4-C3?train=300&test=150"}
-
-
 @pytest.mark.parametrize("mode", ["single", "multi"])
 def test_held_out_set_is_balanced_and_never_trained_on(mode):
-    torch.manual_seed(0)
-    benchmark, info = streams.build(TINY[mode])
-    model = models.build("smallcnn", info.num_classes, in_channels=1)
-    train = resolve_train(info.recipe, {"epochs": 1, "memory": 10, "selection": "random"})
     trained = []
 
     class Probe(SupervisedPlugin):
         def before_training_exp(self, strategy, **kwargs):
             trained.append(strategy.adapted_dataset.index)
 
-    ctx = MethodContext(model, info, methods.resolve_hparams("bic", {"bias_epochs": 5}), train,
-                        benchmark, torch.device("cpu"), [Probe()])
-    strategy = methods.get("bic").build(ctx)
+    strategy, benchmark, info = tiny.strategy("bic", tiny.STREAMS[mode], {"bias_epochs": 5},
+                                              [Probe()], memory=10, selection="random")
+    model = strategy.model
     bic = next(p for p in strategy.plugins if isinstance(p, BiasCorrection))
     memory = bic.memory
     for t, exp in enumerate(list(benchmark.train_stream)):

@@ -9,10 +9,7 @@ import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from torch.utils.data import DataLoader, TensorDataset
 
-import methods
-from benchmarks import models, streams
-from benchmarks.cell import resolve_train
-from methods import MethodContext
+import tiny
 from strategies.eeil import (BalancedFinetuning, BlockDistillation, balanced_subset,
                              block_distillation)
 
@@ -99,25 +96,17 @@ def test_block_distillation_by_hand():
         0.6931472 + want.item())
 
 
-TINY = {"single": "digits-lt:B4-C3?n_max=60&test_per_class=20",
-        "multi": "digits:B4-C3?train=300&test=150"}
-
-
 @pytest.mark.parametrize("mode", ["single", "multi"])
 def test_fine_tuning_trains_on_memory_plus_an_equal_share_before_the_memory_update(mode):
-    torch.manual_seed(0)
-    benchmark, info = streams.build(TINY[mode])
-    model = models.build("smallcnn", info.num_classes, in_channels=1)
-    train = resolve_train(info.recipe, {"epochs": 1, "memory": 5, "selection": "random"})
     seen = []
 
     class Probe(SupervisedPlugin):
         def after_training_iteration(self, strategy, **kwargs):
             seen.append((strategy.mbatch[0].shape[0], strategy.optimizer.param_groups[0]["lr"]))
 
-    hparams = methods.resolve_hparams("eeil", {"ft_epochs": 2, "ft_lr_factor": 0.1})
-    ctx = MethodContext(model, info, hparams, train, benchmark, torch.device("cpu"), [Probe()])
-    strategy = methods.get("eeil").build(ctx)
+    strategy, benchmark, _ = tiny.strategy("eeil", tiny.STREAMS[mode],
+                                           {"ft_epochs": 2, "ft_lr_factor": 0.1}, [Probe()],
+                                           memory=5, selection="random")
     finetuning = next(p for p in strategy.plugins if isinstance(p, BalancedFinetuning))
     memory = finetuning.memory_plugin.memory
     lr = strategy.optimizer.param_groups[0]["lr"]
@@ -140,5 +129,5 @@ def test_fine_tuning_trains_on_memory_plus_an_equal_share_before_the_memory_upda
 
 
 def test_without_memory_there_is_no_fine_tuning(cell):
-    record = cell("eeil", stream=TINY["single"], memory=0, hparams={"ft_epochs": 2})
+    record = cell("eeil", stream=tiny.SINGLE, memory=0, hparams={"ft_epochs": 2})
     assert all("eeil_ft_s" not in s.get("notes", {}) for s in record["sessions"])

@@ -8,9 +8,7 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from benchmarks import models, streams
-from benchmarks.cell import resolve_train
-from methods import MethodContext, get, resolve_hparams
+import tiny
 from strategies.gradreweight import GradientReweighting, dakd, row_weights
 
 LN3 = math.log(3.0)
@@ -206,19 +204,15 @@ def test_ablation_switches_turn_off_their_part():
 
 
 def test_predictions_use_the_raw_logits():
-    torch.manual_seed(0)
-    benchmark, info = streams.build("digits-lt:B0-C2?n_max=60&test_per_class=10")
-    model = models.build("smallcnn", info.num_classes, in_channels=1)
     seen = []
 
     class Probe(SupervisedPlugin):
         def after_eval_iteration(self, strategy, **kwargs):
-            seen.append((strategy.mb_output.clone(), model(strategy.mb_x)))
+            seen.append((strategy.mb_output.clone(), strategy.model(strategy.mb_x)))
 
-    ctx = MethodContext(model, info, resolve_hparams("gradreweight", {}),
-                        resolve_train(info.recipe, {"epochs": 1}), benchmark,
-                        torch.device("cpu"), [Probe()])
-    strategy = get("gradreweight").build(ctx)
+    strategy, benchmark, _ = tiny.strategy("gradreweight",
+                                           "digits-lt:B0-C2?n_max=60&test_per_class=10",
+                                           plugins=[Probe()])
     strategy.train(benchmark.train_stream[0])
     assert strategy._criterion.prior[0] != strategy._criterion.prior[1]  # a real shift
     strategy.eval([benchmark.test_stream[0]])

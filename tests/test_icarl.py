@@ -9,9 +9,7 @@ import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
 import methods
-from benchmarks import models, streams
-from benchmarks.cell import resolve_train
-from methods import MethodContext
+import tiny
 from strategies.distillation import SummedSigmoidKD
 from strategies.nme import NMEClassifier, class_means, nme_scores
 
@@ -88,20 +86,15 @@ def test_distillation_matches_the_reference_criterion():
 
 
 def test_evaluation_scores_are_the_nme_of_the_memory():
-    torch.manual_seed(0)
-    benchmark, info = streams.build("digits-lt:B4-C3?n_max=60&test_per_class=20")
-    model = models.build("smallcnn", info.num_classes, in_channels=1)
     seen = []
 
     class Probe(SupervisedPlugin):
         def after_eval_iteration(self, strategy, **kwargs):
             with torch.no_grad():
-                seen.append((strategy.mb_output, model.features(strategy.mb_x)))
+                seen.append((strategy.mb_output, strategy.model.features(strategy.mb_x)))
 
-    train = resolve_train(info.recipe, {"epochs": 1, "memory": 5})
-    ctx = MethodContext(model, info, methods.resolve_hparams("icarl", {}), train, benchmark,
-                        torch.device("cpu"), [Probe()])
-    strategy = methods.get("icarl").build(ctx)
+    strategy, benchmark, _ = tiny.strategy("icarl", plugins=[Probe()], memory=5)
+    model = strategy.model
     nme = next(p for p in strategy.plugins if isinstance(p, NMEClassifier))
     for t in range(2):
         strategy.train(benchmark.train_stream[t])

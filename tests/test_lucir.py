@@ -10,10 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import methods
-from benchmarks import models, streams
-from benchmarks.cell import resolve_train
-from methods import MethodContext
+import tiny
+from benchmarks import models
 from strategies.losses import seen_cross_entropy
 from strategies.lucir import (CosineHead, LUCIRPlugin, adaptive_lambda, less_forget_loss,
                               margin_ranking_loss)
@@ -164,13 +162,8 @@ def test_terms_by_hand():
 
 
 def test_training_freezes_old_rows_learns_sigma_and_evaluates_scaled_cosines():
-    torch.manual_seed(0)
-    benchmark, info = streams.build("digits-lt:B4-C3?n_max=60&test_per_class=20")
-    model = models.build("smallcnn", info.num_classes, in_channels=1)
-    train = resolve_train(info.recipe, {"epochs": 1, "memory": 5})
-    ctx = MethodContext(model, info, methods.resolve_hparams("lucir", {}), train, benchmark,
-                        torch.device("cpu"), [])
-    strategy = methods.get("lucir").build(ctx)
+    strategy, benchmark, _ = tiny.strategy("lucir", memory=5)
+    model = strategy.model
     assert isinstance(model.head, CosineHead)
     assert any(p is model.head.sigma for g in strategy.optimizer.param_groups
                for p in g["params"])
@@ -195,13 +188,7 @@ def test_bsce_switch_trains_on_the_balanced_softmax(cell, tmp_path, capsys):
     from benchmarks.run import main
     from strategies.bsce import BalancedPrior
 
-    torch.manual_seed(0)
-    benchmark, info = streams.build("digits-lt:B4-C3?n_max=60&test_per_class=20")
-    model = models.build("smallcnn", info.num_classes, in_channels=1)
-    train = resolve_train(info.recipe, {"epochs": 1, "memory": 5})
-    ctx = MethodContext(model, info, methods.resolve_hparams("lucir", {"loss": "bsce"}), train,
-                        benchmark, torch.device("cpu"), [])
-    strategy = methods.get("lucir").build(ctx)
+    strategy, benchmark, _ = tiny.strategy("lucir", hparams={"loss": "bsce"}, memory=5)
     assert isinstance(strategy._criterion, BalancedPrior)
     strategy.train(benchmark.train_stream[0])
     strategy.train(benchmark.train_stream[1])

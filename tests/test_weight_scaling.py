@@ -9,10 +9,7 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
-import methods
-from benchmarks import models, streams
-from benchmarks.cell import resolve_train
-from methods import MethodContext
+import tiny
 from strategies.weight_scaling import (WeightScaling, class_aware_order, cosine_lr,
                                        train_scaling)
 
@@ -107,23 +104,18 @@ def test_cosine_lr_by_hand():
 
 @pytest.mark.parametrize("method", ["lucir", "eeil"])
 def test_two_stage_scales_the_test_logits(method):
-    torch.manual_seed(0)
-    benchmark, info = streams.build("digits-lt:B4-C3?n_max=60&test_per_class=20")
-    model = models.build("smallcnn", info.num_classes, in_channels=1)
     outputs = []
 
     class Probe(SupervisedPlugin):
         def after_eval_iteration(self, strategy, **kwargs):
             with torch.no_grad():
-                outputs.append((strategy.mb_output, model(strategy.mb_x)))
+                outputs.append((strategy.mb_output, strategy.model(strategy.mb_x)))
 
-    train = resolve_train(info.recipe, {"epochs": 1, "memory": 5})
     overrides = {"two_stage": True, "stage2_epochs": 2}
     if method == "eeil":
         overrides["ft_epochs"] = 1
-    ctx = MethodContext(model, info, methods.resolve_hparams(method, overrides), train,
-                        benchmark, torch.device("cpu"), [Probe()])
-    strategy = methods.get(method).build(ctx)
+    strategy, benchmark, _ = tiny.strategy(method, hparams=overrides, plugins=[Probe()], memory=5)
+    model = strategy.model
     scaling = next(p for p in strategy.plugins if isinstance(p, WeightScaling))
     strategy.train(benchmark.train_stream[0])
     assert strategy.notes["lws_epochs"] == 2 and strategy.notes["lws_fit_s"] > 0
