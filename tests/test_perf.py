@@ -91,6 +91,17 @@ def test_row_2_costs_the_methods_asked_for_with_their_variants(tmp_path, builtin
     assert variant["target"] is None  # bsce's target is for its defaults
 
 
+def test_row_2_costs_session_1_of_the_stream_asked_for(tmp_path, builtin_methods):
+    out = tmp_path / "perf.json"
+    assert perf.main(["--quick", "--rows", "2", "--methods", "replay,lwf", "--stream",
+                      "digits:B4-C2?train=300&test=150", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["name"] for r in rows} == {f"per-sample cost, {name} / finetune"
+                                         for name in ("finetune", "replay", "lwf")}
+    assert {(r["detail"]["stream"], r["detail"]["session"]) for r in rows} == {
+        ("digits:B4-C2?test=150&train=300", 1)}
+
+
 def test_a_variant_changes_what_is_trained(monkeypatch, builtin_methods):
     built = []
     real = methods.MethodContext
@@ -115,6 +126,9 @@ def test_a_variant_changes_what_is_trained(monkeypatch, builtin_methods):
     (["--repeats", "0"], "argument --repeats: expected an integer >= 1, got '0'"),
     (["--rows", ","], "--rows is empty"),
     (["--out", "."], "is a folder"),
+    (["--stream", "digits:B10"], "--stream digits:B10: row 2 costs session 1, and this stream "
+                                 "has one session"),
+    (["--stream", "nope:B0-C2"], "--stream: unknown dataset 'nope'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
     assert perf.main(argv) == 2

@@ -1,12 +1,13 @@
 """The performance harness: ``python -m benchmarks.perf [--quick] [--rows 1,3] [--out FILE]
-[--methods LIST] [--repeats N]``.
+[--methods LIST] [--repeats N] [--stream NAME]``.
 
 Prints a table (markdown) and writes a JSON file (default ``results/perf.json``). Rows:
 
 1. training-step overhead: the suite's ``finetune`` session vs a hand-written loop;
 2. cost per training sample of every registered method relative to ``finetune``
    (``--methods replay,bsce?kd=none``: these, a variant's hyperparameters after ``?``;
-   ``--repeats N``);
+   ``--repeats N``), in session 1 of digits:B0-C2 / digits-lt:B0-C2 (``--stream NAME``:
+   session 1 of that stream instead, for the methods of its label mode);
 3. metrics (mAP, CF1/OF1) on a COCO-sized 40,000 x 80 score matrix, on one thread;
 4. grid scaling: the same 4-cell grid with ``--workers 1`` and ``--workers 2``;
 5. the README main command: wall time and peak memory;
@@ -24,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -32,7 +34,9 @@ import methods
 from benchmarks.metrics import average_precision, f1_scores
 from benchmarks.run import Parser, UsageError, _at_least, check_writable
 from benchmarks.runner.store import write_json
+from benchmarks import streams
 from benchmarks.streams.base import parse_options
+from benchmarks.streams.names import session_splits
 
 from .runs import grid_scaling, run_command
 from .training import Session, method_costs, step_overhead
@@ -193,8 +197,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "NAME?key=value&key=value for a variant, e.g. replay,bsce?kd=none")
     p.add_argument("--repeats", type=_at_least(int, 1), help="row 2: interleaved repeats (default 5; 1 "
                    "with --quick)")
+    p.add_argument("--stream", help="row 2: cost session 1 of this stream (e.g. digits:B4-C2) "
+                   "instead of digits:B0-C2 / digits-lt:B0-C2")
     args = p.parse_args(argv)
     args.methods = args.methods and cost_variants(args.methods)
+    args.stream = args.stream and cost_stream(args.stream)
     args.out = Path(args.out)
     if args.out.is_dir():
         raise UsageError(f"--out {args.out} is a folder; give the JSON file to write")
@@ -228,6 +235,19 @@ def cost_variants(text: str) -> dict:
     return variants
 
 
+def cost_stream(name: str) -> tuple[str, str]:
+    """``name``'s label mode and canonical name, checked (UsageError otherwise): it must have
+    a session 1."""
+    try:
+        dataset, parsed = streams.parse(name)
+    except streams.StreamError as exc:
+        raise UsageError(f"--stream: {exc}") from None
+    if len(session_splits(dataset.num_classes(parsed.options), parsed.base, parsed.inc)) < 2:
+        raise UsageError(f"--stream {name}: row 2 costs session 1, and this stream has one "
+                         "session; give a protocol with two or more, e.g. digits:B4-C2")
+    return dataset.label_mode, streams.canonical(name)
+
+
 def main(argv=None) -> int:
     try:
         args = parse_args(argv)
@@ -237,6 +257,9 @@ def main(argv=None) -> int:
     size = dict(SIZES["quick" if args.quick else "full"], cost_variants=args.methods)
     if args.repeats:
         size["cost_repeats"] = args.repeats
+    if args.stream:
+        mode, name = args.stream
+        size["costs"] = {mode: replace(size["costs"][mode], stream=name)}
     rows = [r for number in args.rows for r in measure(number, size)]
     report = {"machine": machine(), "quick": args.quick, "rows": rows}
     write_json(args.out, report)
