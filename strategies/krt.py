@@ -151,7 +151,8 @@ class KRTNet(nn.Module):
     @torch.no_grad()
     def _probe(self, sample: torch.Tensor):
         was = self.trunk.training
-        out = self.trunk.eval()(sample[None])
+        device = next(self.trunk.parameters(), sample).device
+        out = self.trunk.eval()(sample[None].to(device))
         self.trunk.train(was)
         if out.dim() == 4:
             return out.shape[1], out.shape[2] * out.shape[3], tuple(out.shape[2:])
@@ -218,9 +219,11 @@ def _trunc_normal(*shape) -> torch.Tensor:
 
 def token_loss(prev_tokens: list[torch.Tensor], tokens: list[torch.Tensor]) -> torch.Tensor:
     """``mean_b 1 - cos`` between the previous model's tokens and the current model's tokens
-    of the same sessions, each list concatenated per image (unweighted)."""
-    old = torch.cat(prev_tokens, dim=1).float()
-    return less_forget_loss(torch.cat(tokens[:len(prev_tokens)], dim=1).float(), old)
+    of the same sessions, each list concatenated per image (unweighted), in float32 or
+    wider (an autocast forward's tokens are half precision)."""
+    old, new = torch.cat(prev_tokens, dim=1), torch.cat(tokens[:len(prev_tokens)], dim=1)
+    dtype = torch.promote_types(new.dtype, torch.float32)
+    return less_forget_loss(new.to(dtype), old.to(dtype))
 
 
 def token_weight(lam: float, n_seen: int, n_new: int) -> float:
