@@ -13,6 +13,9 @@ without its classifier. Pretrained weights come only from a local file (``pretra
 a torchvision state dict, or for ``timm:`` a checkpoint timm reads, converted by the model's
 own checkpoint filter, e.g. the inplace-ABN TResNet checkpoints of ASL / KRT); the
 classifier's entries are dropped, every other weight must fit. Nothing is downloaded.
+
+``CILNet.spatial_trunk()`` gives the backbone's last spatial feature map instead of its pooled
+vector (same weights), for methods that put a module on top of the map (KRT).
 """
 from __future__ import annotations
 
@@ -41,6 +44,38 @@ class CILNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+    def spatial_trunk(self) -> nn.Module:
+        """The backbone up to its last feature map, before global pooling: a module sharing
+        the backbone's weights whose output is (B, C, H, W) (a timm transformer's: its
+        (B, N, C) tokens). For methods that attend over the map (KRT)."""
+        return spatial_trunk(self.backbone)
+
+
+class _ForwardFeatures(nn.Module):
+    """A timm model's ``forward_features`` (its map, before pooling and classifier)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x)
+
+
+def spatial_trunk(backbone: nn.Module) -> nn.Module:
+    """See :meth:`CILNet.spatial_trunk`: ``smallcnn`` and ``resnet32`` without their final
+    pooling and flattening, torchvision's ResNets up to ``layer4``, timm models by
+    ``forward_features``."""
+    if isinstance(backbone, nn.Sequential) and isinstance(backbone[-1], nn.Flatten) \
+            and isinstance(backbone[-2], nn.AdaptiveAvgPool2d):
+        return backbone[:-2]
+    if isinstance(backbone, tv.ResNet):
+        return nn.Sequential(*(getattr(backbone, name) for name in (
+            "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")))
+    if hasattr(backbone, "forward_features"):
+        return _ForwardFeatures(backbone)
+    raise ValueError(f"no spatial feature map known for backbone {type(backbone).__name__}")
 
 
 def _conv_bn(cin, cout, stride=1):

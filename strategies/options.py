@@ -12,6 +12,9 @@ FOCAL_GRADS = ("detached", "full")  # strategies/losses.py: ASL's focusing weigh
 TEACHER_MODES = ("train", "eval")  # strategies/psd.py: the teachers' mode while distilling
 BSCE_PRIORS = ("supervised", "session", "stream")  # strategies/bsce.py: the prior's counts
 BSCE_ABSENT = ("last", "exclude")  # strategies/bsce.py: classes absent from the session
+KRT_RESTORE = ("dynamic", "fixed", "off")  # strategies/krt.py: DPL's threshold, or no DPL
+KRT_FREEZE = ("tokens_heads", "tokens", "heads", "none")  # strategies/krt.py: old parts frozen
+REDUCTIONS = ("sum", "mean")  # a classification loss over the batch's entries (KRT: sum)
 LOSSES = ("ce", "bsce")  # a method's classification loss: plain or balanced softmax (balanced.py)
 
 # strategies/memory.py and strategies/selection.py: how the replay memory chooses samples.
