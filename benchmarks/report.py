@@ -26,11 +26,15 @@
 - ``per_seed.csv``: every cell's status and summary metrics.
 - ``per_class.csv``: every row's final value per class (mean over seeds) with the class's
   name and training count: the table behind the per-class plot.
-- ``summary.md``: which method wins overall: each method's mean rank over the streams (by
-  the headline metric's mean), the Friedman test and the Nemenyi critical difference
-  (Demsar 2006), and ``plots/summary_ranks.png``, its critical-difference diagram. A method
-  enters with one configuration: its tuned one (``tuning`` names the budget) or its config;
-  only those present on every stream are ranked.
+- ``summary.md``: which method wins overall, with what confidence (benchmarks/aggregates.py,
+  docs/aggregates.md): per stream a normalised score (x - finetune) / (joint - finetune) of
+  the headline, and across streams and seeds each method's interquartile mean and the
+  probability that it improves on each other, with 95% stratified-bootstrap intervals; then
+  the mean ranks over streams, the Friedman test (with a permutation p-value) and the Nemenyi
+  critical difference (its diagram only when it can separate a pair); figures
+  ``plots/summary_iqm.png``, ``plots/summary_improvement.png`` (``plots/summary_ranks.png``).
+  A method enters with one configuration: its tuned one (``tuning`` names the budget) or its
+  config; only those present on every stream are compared.
 - ``plots/``: per stream, the figures of benchmarks/plots.py (the baseline marked).
 
 Failed cells appear in ``per_seed.csv`` only. Every file is written atomically (a temp file,
@@ -50,11 +54,12 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from benchmarks.plots import plot_ranks, plot_stream
+from benchmarks import aggregates
+from benchmarks.aggregates import entry_name
+from benchmarks.plots import plot_stream
 from benchmarks.runner.store import Store, umask, write_text
 from benchmarks.runner.version import cell_version, code_version
-from benchmarks.stats import (ci95, critical_difference, friedman, mean_ranks,
-                              paired_differences)
+from benchmarks.stats import ci95, paired_differences
 
 # The per-session metric of each label mode; the headline is its average over sessions.
 SESSION_METRIC = {"multi": "mAP", "single": "acc"}
@@ -240,12 +245,12 @@ def class_table(per_class: pd.DataFrame) -> pd.DataFrame:
 
 
 def stream_scores(board: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Streams x entries table of the mean headline, an entry being a method with its tuning
-    (or its config when untuned); and the entries left out for missing a stream."""
+    """Streams x entries table of the mean headline (an entry: a method with its tuning, or
+    its config when untuned; see benchmarks/aggregates.py); and the entries left out for
+    missing a stream."""
     if board.empty:
         return pd.DataFrame(), []
-    key = [row["method"] + (f" [{row['tuning']}]" if row["tuning"] != "defaults" else
-                            f" ({row['config']})" if row["config"] else "")
+    key = [entry_name(row["method"], row["tuning"], row["config"])
            for _, row in board.iterrows()]
     value = [row.get(f"avg_{SESSION_METRIC[row['label_mode']]}_mean")
              for _, row in board.iterrows()]
@@ -256,38 +261,17 @@ def stream_scores(board: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return complete, sorted(set(scores.columns) - set(complete.columns))
 
 
-def summary(board: pd.DataFrame, folder: Path) -> str:
-    """summary.md's text: mean ranks over streams, Friedman, Nemenyi CD (and the figure)."""
+def summary(board: pd.DataFrame, folder: Path, seeds: pd.DataFrame) -> str:
+    """summary.md's text (benchmarks/aggregates.py: IQM and probability of improvement with
+    intervals, ranks, Friedman, Nemenyi CD, head-init sensitivity) and its figures, from the
+    leaderboard and the per-seed table (of the same records)."""
     scores, left_out = stream_scores(board)
-    lines = ["# Which method wins overall", ""]
-    if scores.empty or scores.shape[1] < 2:
-        return "\n".join(lines + ["Fewer than two methods ran on every stream: nothing to "
-                                  "rank.", ""])
-    ranks, test = mean_ranks(scores), friedman(scores)
-    per_stream = scores.rank(axis=1, ascending=False, method="average")
-    lines += ["| method | mean rank | " + " | ".join(scores.index) + " |",
-              "|---|---|" + "---|" * len(scores.index)]
-    for entry, rank in ranks.items():
-        lines.append(f"| {entry} | {rank:.2f} | "
-                     + " | ".join(f"{per_stream.loc[s, entry]:g} ({scores.loc[s, entry]:.1f})"
-                                  for s in scores.index) + " |")
-    lines += ["", f"Ranks by the mean headline metric (average mAP or accuracy over "
-                  f"sessions) on each of the {test['n']} streams; rank 1 is best, ties share "
-                  "the average; in brackets the value ranked."]
-    if test["n"] >= 2:
-        cd = critical_difference(test["k"], test["n"])
-        lines += ["", f"Friedman test (Demsar 2006): chi2_F = {test['chi2']:.2f} (p = "
-                      f"{test['p_chi2']:.3g}), Iman-Davenport F_F = {test['F']:.2f} (p = "
-                      f"{test['p_F']:.3g}). Nemenyi critical difference at 0.05: {cd:.2f} "
-                      "mean ranks: two methods whose mean ranks differ by less are not "
-                      "distinguished (plots/summary_ranks.png)."]
-        plot_ranks(ranks, cd, folder / "summary_ranks.png",
-                   f"mean rank over {test['n']} streams (bar: Nemenyi CD at 0.05)")
-    else:
-        lines += ["", "One stream: no test across streams."]
-    if left_out:
-        lines += ["", "Not ranked (missing on some stream): " + ", ".join(left_out) + "."]
-    return "\n".join(lines) + "\n"
+    done = seeds[seeds["status"] == "done"]
+    runs = done[["stream", "method", "tuning", "config", "hparams_config", "train_config",
+                 "seed"]].assign(value=[
+                     row.get(f"avg_{SESSION_METRIC.get(row['label_mode'])}")
+                     for _, row in done.iterrows()])
+    return aggregates.summary(scores, left_out, runs, folder)
 
 
 def plot(records: list[dict], board: pd.DataFrame, folder: Path,
@@ -302,7 +286,7 @@ def plot(records: list[dict], board: pd.DataFrame, folder: Path,
             plot_stream(stream, SESSION_METRIC[rows["label_mode"].iloc[0]], rows,
                         table[table["stream"] == stream],
                         per_class[per_class["stream"] == stream], fresh, baseline)
-        text = summary(board, fresh)
+        text = summary(board, fresh, per_seed(records))
         fresh.chmod(0o777 & ~umask())
         old = folder.with_name(f".{folder.name}.old")
         shutil.rmtree(old, ignore_errors=True)

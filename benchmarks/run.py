@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
+from benchmarks.backbones import HEAD_INITS
 from benchmarks.runner.store import Store
 from benchmarks.runner.version import cell_version, code_version, method_source
 
@@ -42,7 +43,7 @@ RAY_TIMEOUT, RAY_RETRIES = 30.0, 3
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "memory", "device", "backbone",
                "pretrained", "image_size", "amp", "channels_last", "memory_labels",
-               "reset_optimizer", "memory_selection")
+               "reset_optimizer", "memory_selection", "head_init")
 TRAIN_KEYS = {"memory_selection": "selection"}  # flags named otherwise in the recipe
 
 # Config keys that are on/off switches on the command line.
@@ -133,6 +134,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", help="smallcnn, resnet32, resnet18, resnet50, resnet101 or "
                                       "timm:<model>, e.g. timm:tresnet_m (default: the "
                                       "stream's recipe)")
+    p.add_argument("--head-init", choices=HEAD_INITS,
+                   help="the classifier head's initialisation: linear (default: nn.Linear's) "
+                        "or kaiming (PyCIL's: kaiming-uniform weight, zero bias)")
     p.add_argument("--pretrained", metavar="PATH",
                    help="backbone weights from a local file (a torchvision state dict, or a "
                         "checkpoint timm reads for timm:<model>)")

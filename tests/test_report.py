@@ -88,10 +88,11 @@ def test_render_writes_csvs_markdown_and_plots_and_the_cli_rerenders(tmp_path, c
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert plots == sorted([f"{slug}_{kind}.png" for slug in ("digits_B0_C2", "digits_lt_B0_C2")
                             for kind in ("sessions", "last", "groups", "per_class")]
-                           + ["summary_ranks.png"])
+                           + ["summary_improvement.png", "summary_iqm.png"])
     summary = (tmp_path / "summary.md").read_text()
-    assert "Friedman test" in summary and "Not ranked (missing on some stream): toy (alpha=2.0" \
-        in summary
+    assert "Friedman test" in summary and "Not compared (missing on some stream): toy " \
+        "(alpha=2.0" in summary
+    assert "No Nemenyi diagram: with 2 methods on 2 streams" in summary  # CD 1.39 > 1
     assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
     (tmp_path / "leaderboard.csv").unlink()
     assert report.main([str(tmp_path)]) == 0
@@ -173,7 +174,7 @@ def test_the_report_renders_every_plot_for_a_grid_with_pairs_to_replay(tmp_path)
                 store.write(_full_record(method, seed, stream, shift=3 * i + seed))
     paths = report.render(tmp_path, current="v1")
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert len(plots) == 9 and "summary_ranks.png" in plots and all(
+    assert len(plots) == 10 and "summary_iqm.png" in plots and all(
         (tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
     pairs = pd.read_csv(tmp_path / "paired.csv")
     better = pairs[(pairs["method"] == "better") & (pairs["metric"] == "avg_mAP")].iloc[0]
