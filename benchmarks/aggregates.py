@@ -105,8 +105,8 @@ def summary(scores: pd.DataFrame, left_out: list[str], runs: pd.DataFrame,
     runs = runs[runs["entry"].isin(scores.columns) & runs["stream"].isin(scores.index)]
     methods = runs.drop_duplicates("entry").set_index("entry")["method"]
     normalised, scale, unit = normalise(scores, runs, methods)
-    lines += _iqm_section(normalised, scores, scale, unit, folder)
-    lines += _improvement_section(normalised, scores, folder)
+    iqm, order = _iqm_section(normalised, scores, scale, unit, folder)
+    lines += iqm + _improvement_section(normalised, scores, order, folder)
     lines += _rank_section(scores, folder)
     lines += _sensitivity_section(runs)
     if left_out:
@@ -114,7 +114,8 @@ def summary(scores: pd.DataFrame, left_out: list[str], runs: pd.DataFrame,
     return "\n".join(lines) + "\n"
 
 
-def _iqm_section(runs, scores, scale, unit, folder) -> list[str]:
+def _iqm_section(runs, scores, scale, unit, folder) -> tuple[list[str], list[str]]:
+    """The IQM table's lines and figure; and the entries, best IQM first."""
     streams = scores.index
     table = pd.DataFrame({entry: iqm_interval(strata(runs, entry, streams))
                           for entry in scores.columns}).T.sort_values("iqm", ascending=False)
@@ -133,11 +134,11 @@ def _iqm_section(runs, scores, scale, unit, folder) -> list[str]:
     plot_iqm(table, folder / "summary_iqm.png",
              "normalised score" if not unit else "headline (%)",
              f"IQM over {len(streams)} streams (bars: 95% stratified bootstrap)")
-    return lines
+    return lines, table.index.tolist()
 
 
-def _improvement_section(runs, scores, folder) -> list[str]:
-    order = scores.columns
+def _improvement_section(runs, scores, order, folder) -> list[str]:
+    """The probability-of-improvement matrix (entries in ``order``) and its heatmap."""
     matrix = improvement_matrix({e: strata(runs, e, scores.index) for e in order})
     lines = ["", "## Probability of improvement", "",
              "| P(row > column) | " + " | ".join(order) + " |",
