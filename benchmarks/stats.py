@@ -3,8 +3,8 @@ streams: mean ranks, the Friedman test (asymptotic and permutation p-values) and
 critical difference; across streams and seeds: the interquartile mean and the probability of
 improvement with stratified-bootstrap intervals (Agarwal et al., "Deep reinforcement learning
 at the edge of the statistical precipice", NeurIPS 2021, the estimators of its ``rliable``
-library, computed with scipy: rliable 1.2 does not import next to pandas 3, its ``arch``
-dependency fails); and the rank correlation of two rankings of methods.
+library, computed with scipy: rliable 1.2 needs ``arch < 8``, and arch 7.2 fails to import
+with pandas 3.1); and the rank correlation of two rankings of methods.
 
 Intervals are two-sided 95% Student-t intervals over seeds: ``mean ± t(0.975, n-1) * s /
 sqrt(n)`` with ``s`` the sample standard deviation of the n seeds. A paired difference

@@ -278,9 +278,7 @@ def test_the_head_init_flag_and_yaml_key_reach_the_spec_and_a_bad_value_exits_2(
                    "'linear', 'kaiming')\n") and not (tmp_path / "c").exists()
 
 
-def test_the_cell_builds_the_head_the_recipe_says():
-    from benchmarks.cell import resolve_train
-
-    train = resolve_train({"backbone": "smallcnn"}, {"head_init": "kaiming"})
-    assert train["head_init"] == "kaiming"
-    assert resolve_train({"backbone": "smallcnn"}, {})["head_init"] == "linear"
+def test_a_cell_trains_with_the_head_its_spec_names(cell):
+    plain, kaiming = cell("finetune"), cell("finetune", head_init="kaiming")
+    assert plain["train"]["head_init"] == "linear" and kaiming["train"]["head_init"] == "kaiming"
+    assert plain["summary"]["avg_mAP"] != kaiming["summary"]["avg_mAP"]  # another start
