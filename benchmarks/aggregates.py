@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.plots import plot_improvement, plot_iqm, plot_ranks
-from benchmarks.stats import (critical_difference, critical_difference_separates, friedman,
-                              friedman_permutation, improvement_matrix, iqm_interval,
+from benchmarks.stats import (RESAMPLES, critical_difference, critical_difference_separates,
+                              friedman, friedman_permutation, improvement_matrix, iqm_interval,
                               mean_ranks, rank_correlation)
 
 REFERENCES = ("finetune", "joint")  # the normalised score's 0 and 1
@@ -127,8 +127,8 @@ def _iqm_section(runs, scores, scale, unit, folder) -> tuple[list[str], list[str
                      f"{_interval(row['low'], row['high'], digits)} | "
                      f"{int(row['n_streams'])} | {int(row['n_runs'])} |")
     lines += ["", scale + " IQM: the mean of the middle half of all runs of all streams; "
-              "interval: 95% stratified bootstrap (each stream's runs resampled on their own, "
-              "10 000 times; none when a stream has one run). It covers seed-to-seed "
+              f"interval: 95% stratified bootstrap (each stream's runs resampled on their own, "
+              f"{RESAMPLES} times; none when a stream has one run). It covers seed-to-seed "
               "variation on these streams, not the choice of streams "
               "(plots/summary_iqm.png)."]
     plot_iqm(table, folder / "summary_iqm.png",
