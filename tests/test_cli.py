@@ -476,3 +476,22 @@ def test_sigterm_ends_a_grid_like_ctrl_c(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted: finished cells are saved" in err
     assert pd.read_csv(tmp_path / "leaderboard.csv")["n_seeds"].tolist() == [1]
+
+
+def _help_default(make_parser, flag: str) -> str:
+    """The "(default X)" that ``flag``'s help text states."""
+    import re
+
+    action = next(a for a in make_parser()._actions if flag in a.option_strings)
+    return re.search(r"\(default ([^);]+)", action.help).group(1)
+
+
+def test_the_defaults_that_help_states_are_the_ones_a_grid_gets(tmp_path):
+    from benchmarks.run import make_plan, parse, parser
+
+    args, config = parse(["--methods", "toy", "--plugin", TOY, "--out", str(tmp_path)])
+    plan = make_plan(args, config)
+    assert _help_default(parser, "--seeds") == ",".join(
+        map(str, sorted({spec.seed for spec in plan.specs})))
+    assert _help_default(parser, "--streams") == plan.specs[0].stream
+    assert _help_default(parser, "--workers") == str(plan.workers)
