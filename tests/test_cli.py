@@ -489,7 +489,7 @@ def _help_default(make_parser, flag: str) -> str:
 def test_the_defaults_that_help_states_are_the_ones_a_grid_gets(tmp_path):
     from benchmarks.run import make_plan, parse, parser
 
-    args, config = parse(["--methods", "toy", "--plugin", TOY, "--out", str(tmp_path)])
+    args, config = parse(["--methods", "finetune", "--out", str(tmp_path)])
     plan = make_plan(args, config)
     assert _help_default(parser, "--seeds") == ",".join(
         map(str, sorted({spec.seed for spec in plan.specs})))
