@@ -38,7 +38,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.run import Parser, UsageError, _at_least, check_writable
+from benchmarks.perf.__main__ import json_out, selection
+from benchmarks.run import Parser, UsageError, _at_least
 
 STEPS = {"1": "environment", "2": "training step", "3": "grid", "4": "determinism",
          "5": "fp16 vs bf16", "6": "embedded reference"}
@@ -452,15 +453,8 @@ def parse_args(argv=None):
                         "--dry-run); a running grid runs no further cell")
     p.add_argument("--out", default="results/gpu/gpu.json", help="JSON file to write")
     args = p.parse_args(argv)
-    args.steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-    unknown = [s for s in args.steps if s not in STEPS]
-    if unknown or not args.steps:
-        raise UsageError(f"--steps {','.join(unknown) or 'is empty'}: accepted steps are "
-                         f"{', '.join(STEPS)}")
-    args.out = Path(args.out)
-    if args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a folder; give the JSON file to write")
-    check_writable(args.out.parent)
+    args.steps = selection(args.steps, STEPS, "--steps", "steps")
+    args.out = json_out(args.out)
     if args.budget is None:
         args.budget = 300.0 if args.dry_run else 480.0
     return args
