@@ -255,9 +255,12 @@ def training_step(check: Check) -> dict:
     return got
 
 
-# Profiler events that make the CPU wait for the GPU.
-SYNC_EVENTS = ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize",
-               "cudaMemcpy", "aten::item", "aten::_local_scalar_dense", "aten::nonzero")
+# Profiler events of CUDA runtime calls that make the CPU wait for the GPU, and of ops that
+# read a tensor's value on the host (a wait when the tensor is on the GPU; Adam's step
+# counters, for one, are CPU tensors read once per parameter and step).
+SYNC_CALLS = ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize",
+              "cudaMemcpy")
+HOST_READS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero")
 
 
 def profile_session(session, top: int = 12) -> dict:
@@ -284,7 +287,8 @@ def profile_session(session, top: int = 12) -> dict:
             "top_ops": [{"name": e.key, "calls": e.count,
                          "self_cpu_ms": e.self_cpu_time_total / 1e3,
                          "self_device_ms": device_us(e) / 1e3} for e in ops],
-            "syncs": {e.key: e.count for e in events if e.key in SYNC_EVENTS},
+            "syncs": {e.key: e.count for e in events if e.key in SYNC_CALLS},
+            "host_reads": {e.key: e.count for e in events if e.key in HOST_READS},
             "iterations": math.ceil(len(built.benchmark.train_stream[session.session].dataset)
                                     / train["batch_size"]) * train["epochs"]}
 
