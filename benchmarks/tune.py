@@ -589,13 +589,16 @@ class Tuner:
                 lines.append(f"# {name}: no complete trial, left out")
                 continue
             params = entry["best"]["params"] if entry["choice"] == "tuned" else {}
-            verdict = (f"best trial {entry['best']['trial']} {entry['difference']:+.2f} over "
-                       f"the defaults (two standard errors {entry['two_se']:.2f}, "
-                       f"{entry['seeds']} seeds)" if "difference" in entry else
-                       "no candidate finished" if entry["best"] is None else "defaults failed")
-            lines.append(f"# {name}: {entry['choice']} ({verdict})"
-                         + (f"; on a bound: {', '.join(entry['on_bound'])}"
-                            if entry.get("on_bound") else ""))
+            if "difference" in entry:
+                verdict = (f"{'tuned' if entry['choice'] == 'tuned' else 'defaults stand'}: "
+                           f"the best candidate, trial {entry['best']['trial']}, "
+                           f"{entry['difference']:+.2f} over the defaults, two standard "
+                           f"errors {entry['two_se']:.2f} ({entry['seeds']} seeds)")
+            else:
+                verdict = ("defaults stand: no candidate finished" if entry["best"] is None
+                           else "tuned: the defaults failed")
+            lines.append(f"# {name}: {verdict}" + (f"; on a bound: {', '.join(entry['on_bound'])}"
+                                                   if entry.get("on_bound") else ""))
             for stream in entry["evaluation_streams"]:
                 tuned.setdefault(method, {})[stream] = {
                     "hparams": {k: v for k, v in params.items() if k != "lr"},

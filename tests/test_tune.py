@@ -169,7 +169,8 @@ def test_tuned_yaml_says_whether_the_defaults_stand(tmp_path, spaced, better, ch
     text = (tmp_path / "tuned.yaml").read_text()
     entry = yaml.safe_load(text)["tuned"]["spaced"]["digits:B0-C2"]
     study = json.loads((tmp_path / "tuning.json").read_text())["studies"]["spaced@digits:B0-C2"]
-    assert study["choice"] == choice and f"# spaced@digits:B0-C2: {choice} (" in text
+    verdict = {"tuned": "tuned", "defaults": "defaults stand"}[choice]
+    assert study["choice"] == choice and f"# spaced@digits:B0-C2: {verdict}: the best" in text
     if better:
         params = study["best"]["params"]
         assert entry["hparams"] == {k: v for k, v in params.items() if k != "lr"}
