@@ -280,7 +280,7 @@ def _config_argv(config: dict) -> list[str]:
 def make_plan(args: argparse.Namespace, config: dict) -> Plan:
     """Validate everything a user can get wrong (creating only the results folder, to check
     that it is writable)."""
-    from benchmarks import backbones, streams, suites
+    from benchmarks import backbones, streams
     from benchmarks.runner.grid import expand, parse_seeds, parse_sets, split_list
     from methods import discover
 
@@ -294,12 +294,7 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
         raise UsageError(f"--methods is required, e.g. --methods finetune,replay; known: {known}")
     methods = split_list(args.methods)
     sets = parse_sets(args.set)
-    suite = None
-    if args.suite:
-        if args.streams:
-            raise UsageError("--suite and --streams exclude each other (a suite fixes its "
-                             "streams); give one of them")
-        suite = suites.load(args.suite)
+    suite = chosen_suite(args)
     names = suite.streams() if suite else split_list(args.streams or DEFAULT_STREAM)
     grid = expand(methods, names,
                   parse_seeds(DEFAULT_SEEDS if args.seeds is None else args.seeds), sets=sets,
@@ -358,6 +353,18 @@ def _check_sets(sets: dict, methods: list[str], config: dict) -> None:
     if outside:
         raise UsageError(f"--set names {', '.join(outside)}, not in --methods, so it would be "
                          f"ignored; accepted: {', '.join(methods)}")
+
+
+def chosen_suite(args: argparse.Namespace):
+    """The suite ``--suite`` names (None without one); with ``--streams`` too, a UsageError."""
+    from benchmarks import suites
+
+    if not args.suite:
+        return None
+    if args.streams:
+        raise UsageError("--suite and --streams exclude each other (a suite fixes its "
+                         "streams); give one of them")
+    return suites.load(args.suite)
 
 
 def check_heavy(plan: Plan, args: argparse.Namespace) -> None:

@@ -58,8 +58,8 @@ from typing import Callable, Optional
 
 from optuna.pruners import BasePruner
 
-from benchmarks.run import (UsageError, _at_least, _usage_error, check_heavy, make_plan,
-                            parse, parser as run_parser)
+from benchmarks.run import (UsageError, _at_least, _usage_error, check_heavy, chosen_suite,
+                            make_plan, parse, parser as run_parser)
 from benchmarks.runner.store import Store, write_text
 
 SAMPLERS = ("random", "tpe")
@@ -261,7 +261,7 @@ class Study:
 def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the tuning CLI; ``cell`` replaces the real cell (tests)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    from benchmarks import streams, suites
+    from benchmarks import streams
     from benchmarks.runner.grid import GridError, parse_seeds, parse_sets, split_list
     from benchmarks.runner.ray_executor import ClusterError
     from methods import MethodError, discover, load_plugin
@@ -289,7 +289,7 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
                              f"for --budget {args.budget}), none of the test seeds "
                              f"{', '.join(map(str, TEST_SEEDS))}; got {args.seeds}")
         args.seeds = ",".join(map(str, seeds[:need]))
-        groups = _groups(args, suites, split_list)
+        groups = _groups(args, split_list)
         args.streams = ",".join(dict.fromkeys(s for _, tune, _ in groups for s in tune))
         args.name = args.name or "default"
         args.out = args.out or str(Path("results") / f"tune-{args.name}")
@@ -312,16 +312,13 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     return tuner.run()
 
 
-def _groups(args, suites, split_list) -> list[tuple[str, list[str], list[str]]]:
+def _groups(args, split_list) -> list[tuple[str, list[str], list[str]]]:
     """``(group, tuning streams, evaluation streams)``: a suite's label modes, or each of
     ``--streams`` on its validation split (default the run CLI's default stream)."""
     from benchmarks.run import DEFAULT_STREAM
 
-    if args.suite:
-        if args.streams:
-            raise UsageError("--suite and --streams exclude each other (a suite fixes its "
-                             "streams); give one of them")
-        suite = suites.load(args.suite)
+    suite = chosen_suite(args)
+    if suite:
         return [(mode, [validation_stream(s) for s in suite.streams("tuning", mode)],
                  suite.streams("evaluation", mode)) for mode in suite.label_modes()]
     names = split_list(args.streams or DEFAULT_STREAM)
@@ -613,9 +610,9 @@ class Tuner:
                   **({"set": self.fixed} if self.fixed else {}),
                   **({"plugins": self.args.plugin} if self.args.plugin else {}),
                   "tuned": tuned}
-        head = [f"# Written by python -m benchmarks.tune{' --suite ' + self.suite if self.suite else ''}"
-                f": the defaults and {self.args.budget} candidates per study, successive "
-                f"halving over seeds {self.seeds} ({self.args.sampler} sampler, seed "
+        command = "python -m benchmarks.tune" + (f" --suite {self.suite}" if self.suite else "")
+        head = [f"# Written by {command}: the defaults and {self.args.budget} candidates per "
+                f"study, successive halving over seeds {self.seeds} ({self.args.sampler} sampler, seed "
                 f"{self.args.sampler_seed}); a candidate replaces the defaults only if it "
                 "beats them by more than two standard errors (else: defaults, hparams {}).",
                 "# Test them: python -m benchmarks.run --config THIS_FILE", *lines]
