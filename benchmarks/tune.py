@@ -613,8 +613,9 @@ class Tuner:
         command = "python -m benchmarks.tune" + (f" --suite {self.suite}" if self.suite else "")
         head = [f"# Written by {command}: the defaults and {self.args.budget} candidates per "
                 f"study, successive halving over seeds {self.seeds} ({self.args.sampler} "
-                f"sampler, seed {self.args.sampler_seed}); a candidate replaces the defaults only if it "
-                "beats them by more than two standard errors (else: defaults, hparams {}).",
+                f"sampler, seed {self.args.sampler_seed}); a candidate replaces the defaults "
+                "only if it beats them by more than two standard errors (else: defaults, "
+                "hparams {}).",
                 "# Test them: python -m benchmarks.run --config THIS_FILE", *lines]
         return "\n".join(head) + "\n" + yaml.safe_dump(config, sort_keys=False)
 
