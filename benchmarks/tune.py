@@ -91,10 +91,12 @@ def parser() -> argparse.ArgumentParser:
                      "over seeds, the defaults as trial 0) on held-out validation data and "
                      "write tuned.yaml for benchmarks.run --config.")
     p.epilog = EPILOG
+    helps = {"seeds": f"tuning seeds, none of {TEST_SEEDS} (default {TUNE_SEED0}, "
+                      f"{TUNE_SEED0 + 1}, ...: as many as the last rung needs)",
+             "suite": "tune on the tuning streams of a named suite, e.g. imbacil-v1, one "
+                      "configuration per method and label mode (instead of --streams)"}
     for action in p._actions:
-        if action.dest == "seeds":
-            action.help = (f"tuning seeds, none of {TEST_SEEDS} (default {TUNE_SEED0}, "
-                           f"{TUNE_SEED0 + 1}, ...: as many as the last rung needs)")
+        action.help = helps.get(action.dest, action.help)
     p.add_argument("--budget", type=int, default=None,
                    help=f"candidate configurations per study besides the defaults (the same "
                         f"for every method; default {BUDGET}: 9 x 1 seed, 3 x 3, 1 x 9)")
