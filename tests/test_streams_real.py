@@ -468,8 +468,12 @@ def test_a_coco_grid_from_scratch_is_warned_about(coco_root, tmp_path, capsys):
             "--data-root", str(coco_root), "--out", str(tmp_path / "a")]
     assert main(argv, cell=fake_cell.run_cell) == 0
     assert "warning: coco:B0-C2 trains its backbone from scratch" in capsys.readouterr().err
-    weights = tmp_path / "w.pt"
-    weights.write_bytes(b"weights")
-    assert main([*argv[:-1], str(tmp_path / "b"), "--pretrained", str(weights)],
+    import torch
+    from benchmarks import models
+
+    weights = tmp_path / "w.pt"  # real weights: a file that is no checkpoint is refused
+    torch.save(models.build("smallcnn", 1, 3).backbone.state_dict(), weights)
+    assert main([*argv[:-1], str(tmp_path / "b"), "--pretrained", str(weights),
+                 "--backbone", "smallcnn"],
                 cell=fake_cell.run_cell) == 0
     assert "from scratch" not in capsys.readouterr().err
