@@ -50,6 +50,8 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
+from benchmarks.html_report import page
+from benchmarks.latex import latex
 from benchmarks.plots import plot_ranks, plot_stream
 from benchmarks.runner.store import Store, umask, write_text
 from benchmarks.runner.version import cell_version, code_version
@@ -335,8 +337,10 @@ def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
                                   pairs.to_csv(index=False), seeds.to_csv(index=False),
                                   class_table(final_per_class(records)).to_csv(index=False))):
         write_text(path, text)
-    write_text(out / "summary.md", plot(records, board, out / "plots", baseline))
-    return [*paths, out / "summary.md", out / "plots"]
+    write_text(out / "summary.md", text := plot(records, board, out / "plots", baseline))
+    write_text(out / "leaderboard.tex", latex(board, pairs, SESSION_METRIC))
+    write_text(out / "report.html", page(out, board, pairs, seeds, text, SESSION_METRIC, current))
+    return [*paths, out / "summary.md", out / "plots", out / "leaderboard.tex", out / "report.html"]
 
 
 def write_tensorboard(record: dict, folder) -> None:
