@@ -72,7 +72,8 @@ def _table(stream: str, rows: pd.DataFrame, pairs: pd.DataFrame, metric: str) ->
                + ".")
     align = "l" * (2 if with_config else 1) + "r" * (len(header) - (2 if with_config else 1))
     return "\n".join([
-        r"\begin{table}[ht]", r"\centering", r"\small", f"\\caption{{{caption}}}",
+        r"\begin{table}[ht]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
+        f"\\caption{{{caption}}}",
         f"\\label{{tab:{slug(stream)}}}", f"\\begin{{tabular}}{{{align}}}", r"\toprule",
         " & ".join(header) + r" \\", r"\midrule", *lines, r"\bottomrule", r"\end{tabular}",
         r"\end{table}", ""])
