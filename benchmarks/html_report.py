@@ -109,13 +109,14 @@ def _provenance(rows: pd.DataFrame, seeds: pd.DataFrame) -> pd.DataFrame:
     """Per leaderboard row (index kept): its seeds, code versions, tuning, config,
     hyperparameter overrides, threads, pretrained and failed cells, and all of it as one
     line (``title``)."""
-    cells = seeds.assign(done=seeds["status"] == "done")
-    grouped = cells.groupby(tables.ROW, sort=False, dropna=False).apply(
-        lambda group: pd.Series({
-            "seeds": ", ".join(str(s) for s in sorted(group.loc[group["done"], "seed"])),
-            "code versions": ", ".join(sorted(set(group.loc[group["done"], "code_version"]
-                                                  .dropna().astype(str)))),
-            "failed cells": int((~group["done"]).sum())}), include_groups=False).reset_index()
+    done = seeds["status"] == "done"
+    cells = seeds.assign(seed=seeds["seed"].astype(object).where(done),
+                         version=seeds["code_version"].where(done),
+                         failed=~done)
+    grouped = cells.groupby(tables.ROW, sort=False, dropna=False).agg(
+        seeds=("seed", _listing), versions=("version", _listing),
+        failed=("failed", "sum")).reset_index()
+    grouped = grouped.rename(columns={"versions": "code versions", "failed": "failed cells"})
     origin = rows[tables.ROW + ["tuning", "hparams_config", "pretrained"]].merge(
         grouped, on=tables.ROW, how="left")
     origin.index = rows.index
@@ -124,6 +125,11 @@ def _provenance(rows: pd.DataFrame, seeds: pd.DataFrame) -> pd.DataFrame:
                                  if k not in ("stream", "method") and v not in ("", None))
                        for record in origin.to_dict("records")]
     return origin.drop(columns="stream")
+
+
+def _listing(values: pd.Series) -> str:
+    """The distinct values present, sorted, as ``a, b, c``."""
+    return ", ".join(str(v) for v in sorted(set(values.dropna())))
 
 
 def _column(name: str, extra: bool = False) -> dict:

@@ -32,6 +32,8 @@
   enters with one configuration: its tuned one (``tuning`` names the budget) or its config;
   only those present on every stream are ranked.
 - ``plots/``: per stream, the figures of benchmarks/plots.py (the baseline marked).
+- ``leaderboard.tex`` (benchmarks/latex.py) and ``report.html``, the folder as one page for a
+  browser (benchmarks/html_report.py); see docs/report.md.
 
 Failed cells appear in ``per_seed.csv`` only. Every file is written atomically (a temp file,
 then a rename; the plots to a temp folder swapped in at the end), so a failure or a kill
@@ -320,8 +322,8 @@ def plot(records: list[dict], board: pd.DataFrame, folder: Path,
 def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
            ids: Optional[Iterable[str]] = None) -> list[Path]:
     """Write leaderboard.csv, leaderboard.md, paired.csv, per_seed.csv, per_class.csv,
-    summary.md and plots/ from ``out/records`` (only the cells ``ids`` when given), each
-    atomically."""
+    summary.md, plots/, leaderboard.tex and report.html from ``out/records`` (only the cells
+    ``ids`` when given), each atomically."""
     out = Path(out)
     records = list(Store(out).load_all().values())
     if ids is not None:

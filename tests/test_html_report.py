@@ -20,12 +20,16 @@ METHODS = ("replay", "lwf", "better")
 
 @pytest.fixture
 def folder(tmp_path):
-    """A rendered results folder: two streams, three methods, three seeds each."""
+    """A rendered results folder: two streams, three methods, three seeds each, and a failed
+    fourth seed of lwf on the multi-label stream."""
     store = Store(tmp_path)
     for stream in (MULTI, SINGLE):
         for i, method in enumerate(METHODS):
             for seed in (0, 1, 2):
                 store.write(_full_record(method, seed, stream, shift=3 * i + seed * (i + 1)))
+    failed = _full_record("lwf", 3, MULTI, shift=0)
+    store.write({**failed, "status": "failed", "error": "ValueError: loss is NaN",
+                 "sessions": [], "summary": None})
     report.render(tmp_path, current="v1")
     return tmp_path
 
@@ -42,8 +46,10 @@ def test_the_page_holds_summary_tables_provenance_and_embedded_figures(folder):
     # seeds 0, 1, 2 give 6, 8, 10 -> mean 8, s = 2, t(0.975, 2) = 4.3027 -> 4.97, significant
     assert '<td class="better" data-value="8.0">+8.00 ± 4.97 *</td>' in html
     assert "code versions" in html and 'title="config: ; tuning: defaults' not in html
-    assert re.search(r'title="threads: 2; tuning: defaults; pretrained: False; seeds: 0, 1, 2; '
-                     r'code versions: v1; failed cells: 0"', html)
+    assert html.count('title="threads: 2; tuning: defaults; pretrained: False; seeds: 0, 1, 2; '
+                      'code versions: v1; failed cells: 0"') == 5
+    assert html.count('seeds: 0, 1, 2; code versions: v1; failed cells: 1"') == 1  # lwf
+    assert "19 cells (1 failed: see per_seed.csv)" in html
 
 
 def test_an_empty_folder_gets_a_page_saying_so(tmp_path):
@@ -64,8 +70,8 @@ def _browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=options, service=Service(driver))
