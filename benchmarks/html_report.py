@@ -147,8 +147,7 @@ def _number(value, text: str, extra: bool = False) -> dict:
 
 def _metric(row, metric: str, best: bool, extra: bool = False) -> dict:
     mean, half = row[f"{metric}_mean"], row[f"{metric}_ci95"]
-    text = "–" if pd.isna(mean) else f"{mean:.2f}" + ("" if pd.isna(half) else f" ± {half:.2f}")
-    cell = _number(mean, text, extra)
+    cell = _number(mean, tables.mean_ci(mean, half) or "–", extra)
     cell["kind"] = "best" if best else ""
     return cell
 
@@ -158,7 +157,7 @@ def _delta(pair: pd.Series, metric: str, extra: bool = False) -> dict:
     mean, half = pair["diff_mean"], pair["diff_ci95"]
     if pd.isna(mean):
         return _number(mean, "–", extra)
-    cell = _number(mean, f"{mean:+.2f}" + ("" if pd.isna(half) else f" ± {half:.2f}")
+    cell = _number(mean, tables.mean_ci(mean, half, sign=True)
                    + (" *" if pair["significant"] else ""), extra)
     if pair["significant"]:
         better = (mean < 0) == (metric in tables.LOWER_IS_BETTER)

@@ -84,15 +84,14 @@ def _name(metric: str) -> str:
 
 
 def _mean_ci(mean: float, half: float, bold: bool) -> str:
-    if pd.isna(mean):
+    text = tables.mean_ci(mean, half, pm=r"\pm")
+    if text is None:
         return "--"
-    text = f"{mean:.2f}" + ("" if pd.isna(half) else f" \\pm {half:.2f}")
     return f"{{\\boldmath${text}$}}" if bold else f"${text}$"
 
 
 def _difference(pair: pd.Series) -> str:
-    if pd.isna(pair["diff_mean"]):
+    text = tables.mean_ci(pair["diff_mean"], pair["diff_ci95"], sign=True, pm=r"\pm")
+    if text is None:
         return "--"
-    text = f"{pair['diff_mean']:+.2f}" + ("" if pd.isna(pair["diff_ci95"])
-                                          else f" \\pm {pair['diff_ci95']:.2f}")
     return f"${text}" + ("^{*}" if pair["significant"] else "") + "$"

@@ -1,6 +1,7 @@
 """What the leaderboard's renderings for readers share (report.html, leaderboard.tex): the
 headline columns of a stream, which direction of a metric is better, the best rows of a
-column, and the paired differences to the baseline aligned with the leaderboard's rows."""
+column, "mean ± interval" as printed, and the paired differences to the baseline aligned
+with the leaderboard's rows."""
 from __future__ import annotations
 
 import pandas as pd
@@ -34,6 +35,14 @@ def best(means: pd.Series, metric: str, digits: int = 2) -> pd.Series:
     top = shown.min() if metric in LOWER_IS_BETTER else shown.max()
     top = shown == top
     return top if (shown.notna() & ~top).any() else top & False
+
+
+def mean_ci(mean: float, half: float, sign: bool = False, pm: str = "±"):
+    """``mean ± half`` to two decimals (``+`` before a positive mean with ``sign``; the mean
+    alone where ``half`` is NaN, as with one seed), or None where ``mean`` is NaN."""
+    if pd.isna(mean):
+        return None
+    return f"{mean:{'+' if sign else ''}.2f}" + ("" if pd.isna(half) else f" {pm} {half:.2f}")
 
 
 def deltas(rows: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> pd.DataFrame:
