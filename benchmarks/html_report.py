@@ -56,6 +56,7 @@ def _stream(stream, rows, pairs, seeds, plots, metric) -> dict:
     differences = [m for m in (f"avg_{metric}", f"last_{metric}") if baseline]
     origin = _provenance(rows, seeds)
     delta = {m: tables.deltas(rows, pairs, m) for m in differences}
+    best = {m: tables.best(rows[f"{m}_mean"], m) for m in first + rest}
     columns = ([_column("method"), _column("config"), _column("seeds")]
                + [_column(m) for m in first]
                + [_column(f"Δ {m} vs {baseline}") for m in differences]
@@ -66,14 +67,14 @@ def _stream(stream, rows, pairs, seeds, plots, metric) -> dict:
         cells = ([_text(row["method"] + (" †" if row["stale"] else ""),
                         title=origin.loc[index, "title"]),
                   _text(row["config"]), _number(row["n_seeds"], f"{row['n_seeds']}")]
-                 + [_metric(row, m, tables.best(rows[f"{m}_mean"], m)[index]) for m in first]
+                 + [_metric(row, m, best[m][index]) for m in first]
                  + [_delta(delta[m].loc[index], m) for m in differences]
-                 + [_metric(row, m, tables.best(rows[f"{m}_mean"], m)[index], extra=True)
-                    for m in rest]
+                 + [_metric(row, m, best[m][index], extra=True) for m in rest]
                  + [_text(row["tuning"], extra=True),
                     _number(row["threads"], "–" if pd.isna(row["threads"])
                             else f"{int(row['threads'])}", extra=True),
-                    _number(row["wall_time_s_mean"], f"{row['wall_time_s_mean']:.1f}",
+                    _number(row["wall_time_s_mean"],
+                            tables.mean_ci(row["wall_time_s_mean"], float("nan")) or "–",
                             extra=True)])
         body.append(cells)
     return {"name": stream, "id": slug(stream), "label_mode": rows["label_mode"].iloc[0],
