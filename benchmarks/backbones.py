@@ -1,10 +1,11 @@
-"""The backbone names ``--backbone`` accepts, known without importing torch
-(``benchmarks/models.py`` builds them; it also checks a ``timm:<model>`` name against the
-installed timm, which needs torch)."""
+"""The backbone names ``--backbone`` and the head initialisations ``--head-init`` accept,
+known without importing torch (``benchmarks/models.py`` builds them; it also checks a
+``timm:<model>`` name against the installed timm, which needs torch)."""
 from __future__ import annotations
 
 NAMES = ("smallcnn", "resnet32", "resnet18", "resnet50", "resnet101")
 TIMM = "timm:"
+HEAD_INITS = ("linear", "kaiming")  # the first is the default
 
 
 def check(name: str) -> None:

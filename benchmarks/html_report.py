@@ -2,18 +2,19 @@
 a browser (no server, no network).
 
 The page holds, first, the cross-stream summary (summary.md's markdown, converted with
-Python-Markdown, and its rank diagram); then per stream the leaderboard as a sortable table
-(headline columns first, the rest behind a toggle; the best of each column bold), the paired
-differences to the baseline of every metric (a significant one coloured and starred), each
-row's provenance (code versions, tuning, config, seeds, threads) in the method cell's hover
-title and in a details block, and the stream's figures. The layout is a Jinja2 template
-(``benchmarks/templates/report.html.j2``, package data); the figures are the PNGs that
-benchmarks/plots.py drew into ``plots/``, embedded as base64 data URIs; sorting and the
-column toggle are a few lines of inline JavaScript.
+Python-Markdown, each figure after the paragraph that names it); then per stream the
+leaderboard as a sortable table (headline columns first, the rest behind a toggle; the best
+of each column bold), the paired differences to the baseline of every metric (a significant
+one coloured and starred), each row's provenance (code versions, tuning, config, seeds,
+threads) in the method cell's hover title and in a details block, and the stream's figures.
+The layout is a Jinja2 template (``benchmarks/templates/report.html.j2``, package data); the
+figures are the PNGs benchmarks/plots.py drew into ``plots/``, embedded as base64 data URIs;
+sorting and the column toggle are a few lines of inline JavaScript.
 """
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import jinja2
@@ -45,8 +46,22 @@ def page(folder: Path, board: pd.DataFrame, pairs: pd.DataFrame, seeds: pd.DataF
         title=Path(folder).resolve().name, version=version,
         baseline=tables.baseline(pairs), n_cells=len(seeds),
         n_failed=int((seeds["status"] != "done").sum()) if len(seeds) else 0,
-        summary=markdown.markdown(summary, extensions=["tables"]),
-        ranks=_image(plots / "summary_ranks.png"), streams=streams)
+        summary=_summary(summary, plots), streams=streams)
+
+
+def _summary(summary: str, plots: Path) -> str:
+    """summary.md's markdown as HTML, each cross-stream figure (``plots/summary_*.png``)
+    embedded after the paragraph that names it, any it does not name at the end."""
+    drawn = sorted(path.name for path in plots.glob("summary_*.png"))
+    blocks, shown = [], set()
+    for block in summary.split("\n\n"):
+        blocks.append(block)
+        for name in re.findall(r"plots/(summary_\w+\.png)", block):
+            if name in drawn and name not in shown:
+                blocks.append(f"![{name}]({_image(plots / name)})")
+                shown.add(name)
+    blocks += [f"![{name}]({_image(plots / name)})" for name in drawn if name not in shown]
+    return markdown.markdown("\n\n".join(blocks), extensions=["tables"])
 
 
 def _stream(stream, rows, pairs, seeds, plots, metric) -> dict:
