@@ -40,6 +40,8 @@ the folder's report with fewer rows than it had):
   A method enters with one configuration: its tuned one (``tuning`` names the budget) or its
   config; only those present on every stream are compared.
 - ``plots/``: per stream, the figures of benchmarks/plots.py (the baseline marked).
+- ``leaderboard.tex`` (benchmarks/latex.py) and ``report.html``, the folder as one page for a
+  browser (benchmarks/html_report.py); see docs/report.md.
 
 Failed cells appear in ``per_seed.csv`` only. Every file is written atomically (a temp file,
 then a rename; the plots to a temp folder swapped in at the end), so a failure or a kill
@@ -62,6 +64,8 @@ import pandas as pd
 from benchmarks import aggregates
 from benchmarks import baseline as baselines
 from benchmarks.aggregates import entry_name
+from benchmarks.html_report import page
+from benchmarks.latex import latex
 from benchmarks.plots import plot_stream
 from benchmarks.runner.store import Store, umask, write_text
 from benchmarks.runner.version import cell_version, code_version
@@ -350,9 +354,10 @@ def plot(records: list[dict], board: pd.DataFrame, folder: Path,
 def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
            methods: Iterable[str] = ()) -> list[Path]:
     """Write leaderboard.csv, leaderboard.md, paired.csv, per_seed.csv, per_class.csv,
-    summary.md and plots/ from every record of ``out/records``, each atomically; the
-    baseline is chosen and recorded by :func:`benchmarks.baseline.choose` (``methods``: the
-    grid's, in --methods order, for its fallback)."""
+    summary.md, plots/, leaderboard.tex and report.html from every record of
+    ``out/records``, each atomically; the baseline is chosen and recorded by
+    :func:`benchmarks.baseline.choose` (``methods``: the grid's, in --methods order, for its
+    fallback)."""
     out = Path(out)
     records = list(Store(out).load_all().values())
     seeds = per_seed(records, current)
@@ -365,8 +370,11 @@ def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
                                   pairs.to_csv(index=False), seeds.to_csv(index=False),
                                   class_table(final_per_class(records)).to_csv(index=False))):
         write_text(path, text)
-    write_text(out / "summary.md", plot(records, board, out / "plots", baseline))
-    return [*paths, out / "summary.md", out / "plots", baselines.record(out, baseline)]
+    write_text(out / "summary.md", text := plot(records, board, out / "plots", baseline))
+    write_text(out / "leaderboard.tex", latex(board, pairs, SESSION_METRIC))
+    write_text(out / "report.html", page(out, board, pairs, seeds, text, SESSION_METRIC, current))
+    return [*paths, out / "summary.md", out / "plots", baselines.record(out, baseline),
+            out / "leaderboard.tex", out / "report.html"]
 
 
 def write_tensorboard(record: dict, folder) -> None:

@@ -94,7 +94,8 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.split() == [str(tmp_path / name) for name in
                            ("leaderboard.csv", "leaderboard.md", "paired.csv", "per_seed.csv",
-                            "per_class.csv", "summary.md", "plots", "baseline.txt")]
+                            "per_class.csv", "summary.md", "plots", "baseline.txt",
+                            "leaderboard.tex", "report.html")]
     assert err.splitlines()[0].startswith(f"1 of 2 cells failed (tracebacks in {tmp_path}")
     assert "explode on digits" in err and "RuntimeError: explode cannot be built" in err
     status = {r["spec"]["method"]: r["status"] for r in Store(tmp_path).load_all().values()}
