@@ -81,7 +81,8 @@ def _stream(stream, rows, pairs, seeds, plots, metric) -> dict:
     for index, row in rows.iterrows():
         cells = ([_text(row["method"] + (" †" if row["stale"] else ""),
                         title=origin.loc[index, "title"]),
-                  _text(row["config"]), _number(row["n_seeds"], f"{row['n_seeds']}")]
+                  _text(tables.short_config(row["config"])),
+                  _number(row["n_seeds"], f"{row['n_seeds']}")]
                  + [_metric(row, m, best[m][index]) for m in first]
                  + [_delta(delta[m].loc[index], m) for m in differences]
                  + [_metric(row, m, best[m][index], extra=True) for m in rest]
@@ -113,7 +114,7 @@ def _paired(rows, pairs, first, rest) -> dict:
         n_pairs = max((d.loc[index, "n_pairs"] for d in differences.values()
                        if pd.notna(d.loc[index, "n_pairs"])), default=None)
         if n_pairs is not None:
-            body.append([_text(row["method"]), _text(row["config"]),
+            body.append([_text(row["method"]), _text(tables.short_config(row["config"])),
                          _number(n_pairs, f"{int(n_pairs)}")]
                         + [_delta(differences[m].loc[index], m, extra=m in rest)
                            for m in first + rest])

@@ -47,7 +47,7 @@ def latex(board: pd.DataFrame, pairs: pd.DataFrame, session_metric: dict) -> str
 
 
 def _table(stream: str, rows: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> str:
-    columns = tables.headline(rows, metric)
+    columns = tables.headline(rows, metric, short=True)
     baseline = tables.baseline(pairs)
     differences = [m for m in (f"avg_{metric}", f"last_{metric}") if baseline]
     with_config = rows["config"].astype(bool).any()
@@ -58,7 +58,8 @@ def _table(stream: str, rows: pd.DataFrame, pairs: pd.DataFrame, metric: str) ->
     lines = []
     for index, row in rows.iterrows():
         cells = [escape(row["method"]) + ("$^{\\dagger}$" if row["stale"] else ""),
-                 *([escape(row["config"])] if with_config else []), str(row["n_seeds"]),
+                 *([escape(tables.short_config(row["config"]))] if with_config else []),
+                 str(row["n_seeds"]),
                  *(_mean_ci(row[f"{m}_mean"], row[f"{m}_ci95"], bold[m][index])
                    for m in columns),
                  *(_difference(delta[m].loc[index]) for m in differences)]

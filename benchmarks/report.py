@@ -23,7 +23,7 @@ the folder's report with fewer rows than it had):
   and threads, over the seeds both have: ``diff_mean``, ``diff_ci95`` (Student t
   over the paired differences) and ``significant`` (the interval excludes 0); see
   benchmarks/stats.py.
-- ``leaderboard.md``: one table per stream of the headline metrics (:data:`HEADLINE`, units
+- ``leaderboard.md``: one table per stream of the headline metrics (``tables.HEADLINE``, units
   and definitions under the tables), "mean ± 95% CI half-width" rounded to what the interval
   supports, with the paired difference of the first two to the baseline (``*``: the
   interval excludes 0).
@@ -50,9 +50,7 @@ leaves the previous report whole.
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -61,7 +59,7 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from benchmarks import aggregates
+from benchmarks import aggregates, tables
 from benchmarks import baseline as baselines
 from benchmarks.aggregates import entry_name
 from benchmarks.html_report import page
@@ -206,21 +204,10 @@ def paired(seeds: pd.DataFrame, baseline: str) -> pd.DataFrame:
                               base.keys(PAIRED_ON))
 
 
-# The columns of leaderboard.md, in this order, with their headers (every other metric is in
-# leaderboard.csv). F1 scores threshold sigmoid outputs at benchmarks.metrics' 0.8.
-HEADLINE = {
-    "multi": {"avg_mAP": "avg mAP", "last_mAP": "last mAP", "last_old_mAP": "last old mAP",
-              "last_new_mAP": "last new mAP", "last_tail_mAP": "last tail mAP",
-              "last_CF1": "last CF1@0.8", "last_OF1": "last OF1@0.8",
-              "forgetting": "forgetting"},
-    "single": {"avg_acc": "avg acc", "last_acc": "last acc", "last_old_acc": "last old acc",
-               "last_new_acc": "last new acc", "last_tail_acc": "last tail acc",
-               "forgetting": "forgetting"},
-}
-NOTE = ("All values in % (forgetting in percentage points: over the old classes, the mean of "
-        "each one's largest drop from an earlier session to the last), as mean ± the half-width of the 95% Student-t interval "
-        "over seeds (no interval with one seed), each rounded to the precision its interval "
-        "supports. avg: mean over sessions; last: after the last session; old / new: "
+NOTE = ("All values in % (forgetting in percentage points: over the old classes, the mean "
+        "of each one's largest drop from an earlier session to the last), as mean ± the "
+        "half-width of the 95% Student-t interval over seeds (no interval with one seed), "
+        "each rounded to the precision its interval supports. avg: mean over sessions; last: after the last session; old / new: "
         "classes of earlier sessions / of the last one; tail: the rarest third of classes "
         "by training count; CF1/OF1: per-class / overall F1 with scores thresholded at 0.8. "
         "Every other column (head and medium splits, memory-label diagnostics, standard "
@@ -228,7 +215,7 @@ NOTE = ("All values in % (forgetting in percentage points: over the old classes,
 
 
 def markdown(board: pd.DataFrame, pairs: Optional[pd.DataFrame] = None) -> str:
-    """One markdown table per stream: the headline metrics (:data:`HEADLINE`) as "mean ±
+    """One markdown table per stream: the headline metrics (``tables.HEADLINE``) as "mean ±
     95% CI", rounded to what the interval supports, and the paired difference of the two
     first to the baseline; stale rows are marked with †."""
     if board.empty:
@@ -238,20 +225,21 @@ def markdown(board: pd.DataFrame, pairs: Optional[pd.DataFrame] = None) -> str:
     parts = []
     for stream, rows in board.groupby("stream", sort=False):
         mode = rows["label_mode"].iloc[0]
-        metrics = {m: h for m, h in HEADLINE[mode].items()
-                   if f"{m}_mean" in rows and rows[f"{m}_mean"].notna().any()}
-        deltas = list(HEADLINE[mode])[:2] if baseline else []
+        names = tables.HEADLINE[SESSION_METRIC[mode]]
+        metrics = {m: names[m] for m in tables.headline(rows, SESSION_METRIC[mode])}
+        deltas = list(names)[:2] if baseline else []
         threads = rows["threads"].nunique(dropna=False) > 1
         header = ["method", "config", "seeds", *(f"{h} (%)" for h in metrics.values()),
-                  *(f"Δ {HEADLINE[mode][m]} vs {baseline}" for m in deltas),
+                  *(f"Δ {names[m]} vs {baseline}" for m in deltas),
                   *(["threads"] if threads else [])]
         suite = ", ".join(sorted(set(", ".join(rows["suite"]).split(", ")) - {""}))
         lines = [f"## {stream} ({mode}-label" + (f"; suite {suite}" if suite else "") + ")", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in rows.iterrows():
             cells = [row["method"] + (" †" if row["stale"] else ""),
-                     short_config(row["config"]), str(row["n_seeds"]),
-                     *(mean_ci(row[f"{m}_mean"], row[f"{m}_ci95"]) for m in metrics),
+                     tables.short_config(row["config"]), str(row["n_seeds"]),
+                     *(tables.mean_ci(row[f"{m}_mean"], row[f"{m}_ci95"]) or "–"
+                       for m in metrics),
                      *(_difference(pairs, row, m) for m in deltas),
                      *([str(row["threads"])] if threads else [])]
             lines.append("| " + " | ".join(cells) + " |")
@@ -264,30 +252,6 @@ def markdown(board: pd.DataFrame, pairs: Optional[pd.DataFrame] = None) -> str:
                      "version of the method's plugin file); rerun those methods with "
                      "`--rerun METHOD`.")
     return "\n\n".join(parts) + "\n"
-
-
-def short_config(config: str) -> str:
-    """A config label with its long numbers at 3 significant digits (tuned values)."""
-    return re.sub(r"(?<==)-?\d+\.\d{4,}(?:e-?\d+)?",
-                  lambda m: f"{float(m.group()):.3g}", config or "")
-
-
-def decimals(half: float) -> int:
-    """Decimals that show an interval half-width with one significant digit (two when it
-    starts with 1), at most 3; 1 without an interval."""
-    if pd.isna(half) or half <= 0:
-        return 1
-    exponent = math.floor(math.log10(half))
-    leading_one = int(half / 10 ** exponent) == 1
-    return min(max(-exponent + leading_one, 0), 3)
-
-
-def mean_ci(mean: float, half: float) -> str:
-    """``mean ± half`` rounded to :func:`decimals` of the interval, or "–"."""
-    if pd.isna(mean):
-        return "–"
-    places = decimals(half)
-    return f"{mean:.{places}f}" + ("" if pd.isna(half) else f" ± {half:.{places}f}")
 
 
 def class_table(per_class: pd.DataFrame) -> pd.DataFrame:
@@ -400,9 +364,8 @@ def _difference(pairs: pd.DataFrame, row, metric: str) -> str:
     if match.empty:
         return "–"
     first = match.iloc[0]
-    text = mean_ci(first["diff_mean"], first["diff_ci95"])
-    return ("+" if first["diff_mean"] >= 0 else "") + text + ("*" if first["significant"]
-                                                             else "")
+    text = tables.mean_ci(first["diff_mean"], first["diff_ci95"], sign=True)
+    return text + ("*" if first["significant"] else "")
 
 
 def main(argv=None) -> int:

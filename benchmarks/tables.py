@@ -4,12 +4,29 @@ column, "mean ± interval" as printed, and the paired differences to the baselin
 with the leaderboard's rows."""
 from __future__ import annotations
 
+import math
+import re
+
 import pandas as pd
 
 # Metrics where a lower value is better; every other summary metric is better higher.
 LOWER_IS_BETTER = {"forgetting", "last_mem_FPR", "last_mem_FNR", "last_mem_balance",
                    "wall_time_s"}
 ROW = ["stream", "method", "config", "threads"]
+# The headline columns of a stream whose session metric is mAP or acc, in the order a reader
+# compares them, with their names; F1 scores threshold sigmoid outputs at 0.8
+# (benchmarks.metrics). Every other summary metric is in leaderboard.csv (and behind
+# report.html's toggle).
+HEADLINE = {
+    "mAP": {"avg_mAP": "avg mAP", "last_mAP": "last mAP", "last_tail_mAP": "last tail mAP",
+            "last_old_mAP": "last old mAP", "last_new_mAP": "last new mAP",
+            "last_CF1": "last CF1@0.8", "last_OF1": "last OF1@0.8", "forgetting": "forgetting"},
+    "acc": {"avg_acc": "avg acc", "last_acc": "last acc", "last_tail_acc": "last tail acc",
+            "last_old_acc": "last old acc", "last_new_acc": "last new acc",
+            "forgetting": "forgetting"},
+}
+# The few a paper's table holds (leaderboard.tex): average, last, last on the tail, forgetting.
+SHORT = 3
 
 
 def metrics(rows: pd.DataFrame) -> list[str]:
@@ -18,13 +35,13 @@ def metrics(rows: pd.DataFrame) -> list[str]:
             if c.endswith("_mean") and c != "wall_time_s_mean" and rows[c].notna().any()]
 
 
-def headline(rows: pd.DataFrame, metric: str) -> list[str]:
-    """The columns a reader compares first: average and last value of the session metric
-    ``metric`` (mAP or acc), its last value on the tail classes, and forgetting, where
-    ``rows`` have them."""
+def headline(rows: pd.DataFrame, metric: str, short: bool = False) -> list[str]:
+    """The :data:`HEADLINE` columns of the session metric ``metric`` (mAP or acc) that
+    ``rows`` have; ``short``: the first :data:`SHORT` of them and forgetting."""
     present = metrics(rows)
-    return [m for m in (f"avg_{metric}", f"last_{metric}", f"last_tail_{metric}", "forgetting")
-            if m in present]
+    names = list(HEADLINE[metric])
+    names = names[:SHORT] + ["forgetting"] if short else names
+    return [m for m in names if m in present]
 
 
 def best(means: pd.Series, metric: str, digits: int = 2) -> pd.Series:
@@ -37,12 +54,31 @@ def best(means: pd.Series, metric: str, digits: int = 2) -> pd.Series:
     return top if (shown.notna() & ~top).any() else top & False
 
 
+def decimals(half: float) -> int:
+    """Decimals that show an interval half-width with one significant digit (two when it
+    starts with 1), at most 3; 1 without an interval."""
+    if pd.isna(half) or half <= 0:
+        return 1
+    exponent = math.floor(math.log10(half))
+    leading_one = int(half / 10 ** exponent) == 1
+    return min(max(-exponent + leading_one, 0), 3)
+
+
 def mean_ci(mean: float, half: float, sign: bool = False, pm: str = "±"):
-    """``mean ± half`` to two decimals (``+`` before a positive mean with ``sign``; the mean
-    alone where ``half`` is NaN, as with one seed), or None where ``mean`` is NaN."""
+    """``mean ± half``, both rounded to what the interval supports (:func:`decimals`; ``+``
+    before a positive mean with ``sign``; the mean alone where ``half`` is NaN, as with one
+    seed), or None where ``mean`` is NaN."""
     if pd.isna(mean):
         return None
-    return f"{mean:{'+' if sign else ''}.2f}" + ("" if pd.isna(half) else f" {pm} {half:.2f}")
+    places = decimals(half)
+    return (f"{mean:{'+' if sign else ''}.{places}f}"
+            + ("" if pd.isna(half) else f" {pm} {half:.{places}f}"))
+
+
+def short_config(config: str) -> str:
+    """A config label with its long numbers at 3 significant digits (tuned values)."""
+    return re.sub(r"(?<==)-?\d+\.\d{4,}(?:e-?\d+)?",
+                  lambda m: f"{float(m.group()):.3g}", config or "")
 
 
 def deltas(rows: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> pd.DataFrame:

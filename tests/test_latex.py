@@ -19,7 +19,9 @@ RECORDS = [record("replay", 0, 50.0), record("replay", 1, 52.0, version="v0"),
 # best: 60, 63 -> 61.5 ± 12.7062 * 2.1213 / 1.4142 = 19.06; differences to replay 10, 11 ->
 # +10.50 ± 12.7062 * 0.7071 / 1.4142 = 6.35, which excludes 0 (*); my_method has one seed
 # (no interval) and one pair (no interval, no mark). Forgetting is 3.00 everywhere: nothing
-# bold. replay mixes code versions v1 and v0: dagger.
+# bold. replay mixes code versions v1 and v0: dagger. Values are rounded to their interval's
+# first significant digit (two when it starts with 1; one decimal without an interval), half
+# to even: 61.5 ± 19.06 -> 62 ± 19, 66.5 -> 66, +10.50 ± 6.35 -> +10 ± 6.
 EXPECTED_TABLE = r"""\begin{table}[ht]
 \centering
 \footnotesize
@@ -30,9 +32,9 @@ EXPECTED_TABLE = r"""\begin{table}[ht]
 \toprule
 method & config & seeds & avg mAP & last mAP & last tail mAP & forgetting & $\Delta$ avg mAP & $\Delta$ last mAP \\
 \midrule
-best & epochs=1 & 2 & {\boldmath$61.50 \pm 19.06$} & {\boldmath$66.50 \pm 19.06$} & {\boldmath$68.50 \pm 19.06$} & $3.00$ & $+10.50 \pm 6.35^{*}$ & $+10.50 \pm 6.35^{*}$ \\
-replay$^{\dagger}$ & epochs=1 & 2 & $51.00 \pm 12.71$ & $56.00 \pm 12.71$ & $58.00 \pm 12.71$ & $3.00$ & -- & -- \\
-my\_method & epochs=1 & 1 & $40.00$ & $45.00$ & $47.00$ & $3.00$ & $-10.00$ & $-10.00$ \\
+best & epochs=1 & 2 & {\boldmath$62 \pm 19$} & {\boldmath$66 \pm 19$} & {\boldmath$68 \pm 19$} & $3.0$ & $+10 \pm 6^{*}$ & $+10 \pm 6^{*}$ \\
+replay$^{\dagger}$ & epochs=1 & 2 & $51 \pm 13$ & $56 \pm 13$ & $58 \pm 13$ & $3.0$ & -- & -- \\
+my\_method & epochs=1 & 1 & $40.0$ & $45.0$ & $47.0$ & $3.0$ & $-10.0$ & $-10.0$ \\
 \bottomrule
 \end{tabular}
 \end{table}

@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from benchmarks import report, stats
+from benchmarks import report, stats, tables
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.store import Store
 
@@ -283,10 +283,10 @@ def test_the_baseline_rule_given_then_recorded_then_replay_then_first(tmp_path):
 
 
 def test_headline_values_are_rounded_to_what_their_interval_supports():
-    assert report.mean_ci(96.0833, 0.9164) == "96.1 ± 0.9"
-    assert report.mean_ci(94.9, 1.5828) == "94.9 ± 1.6"  # a half-width starting with 1
-    assert report.mean_ci(42.0, 25.41) == "42 ± 25"
-    assert report.mean_ci(0.0123, 0.0004) == "0.012 ± 0.000"  # at most 3 decimals
-    assert report.mean_ci(51.234, float("nan")) == "51.2"  # one seed: no interval
-    assert report.short_config("lr=0.0032103822667175212, negatives=seen, w=1.5") == \
+    assert tables.mean_ci(96.0833, 0.9164) == "96.1 ± 0.9"
+    assert tables.mean_ci(94.9, 1.5828) == "94.9 ± 1.6"  # a half-width starting with 1
+    assert tables.mean_ci(42.0, 25.41) == "42 ± 25"
+    assert tables.mean_ci(0.0123, 0.0004) == "0.012 ± 0.000"  # at most 3 decimals
+    assert tables.mean_ci(51.234, float("nan")) == "51.2"  # one seed: no interval
+    assert tables.short_config("lr=0.0032103822667175212, negatives=seen, w=1.5") == \
         "lr=0.00321, negatives=seen, w=1.5"
