@@ -58,7 +58,7 @@ def test_a_grid_writes_records_leaderboard_and_plots(grid_run):
     assert len(pd.read_csv(grid_run / "per_seed.csv")) == 4
     assert "| replay | epochs=1 | 2 |" in (grid_run / "leaderboard.md").read_text()
     assert sorted(p.name.rsplit("_", 1)[1] for p in (grid_run / "plots").iterdir()) == [
-        "class.png", "groups.png", "last.png", "sessions.png"]
+        "class.png", "groups.png", "improvement.png", "iqm.png", "last.png", "sessions.png"]
 
 
 def test_a_second_run_does_no_work(grid_run, capsys):
