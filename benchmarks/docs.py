@@ -17,6 +17,7 @@ torch: the declarations are read, not built.
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
 from pathlib import Path
@@ -72,17 +73,30 @@ def _paper(paper: str) -> str:
     return f"[{paper}](https://arxiv.org/abs/{found.group(1)})" if found else paper or "–"
 
 
+def _mechanisms(tree: ast.Module) -> list[str]:
+    """The ``strategies`` modules a method file imports (its mechanisms), sorted; the
+    torch-free option vocabularies left out."""
+    names = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             and (node.module or "").startswith("strategies.")}
+    return sorted(names - {"strategies.options"})
+
+
 def block(method) -> str:
     """The generated block of ``method``'s page, markers included."""
     modes = ", ".join(LABELS[m] for m in sorted(method.label_modes))
     source = Path(method.source).name
+    tree = ast.parse(Path(method.source).read_text())
+    code = [f"[`methods/{source}`](../../methods/{source})"] + [
+        f"[`{name.replace('.', '/')}.py`](../../{name.replace('.', '/')}.py)"
+        for name in _mechanisms(tree)]
+    doc = (ast.get_docstring(tree) or "").splitlines()
     lines = [START,
-             "_Generated from the method's `@register` declaration by `python -m "
-             "benchmarks.docs`; edit the declaration, not this block._", "",
+             "_Generated from the method's `@register` declaration and its module docstring "
+             "by `python -m benchmarks.docs`; edit those, not this block._", "",
              f"- **Summary**: {method.summary}",
              f"- **Label modes**: {modes}",
              f"- **Paper**: {_paper(method.paper)}",
-             f"- **Code**: [`methods/{source}`](../../methods/{source})", ""]
+             f"- **Code**: {', '.join(code)}", ""]
     if method.defaults:
         lines += ["| hyperparameter | default | accepted | search space (`benchmarks.tune`) |",
                   "|---|---|---|---|"]
@@ -90,7 +104,11 @@ def block(method) -> str:
                   f"{_space(method, key)} |" for key, value in method.defaults.items()]
     else:
         lines.append("No hyperparameters of its own.")
-    lines += ["", TUNE_LR.format(name=method.name), END]
+    lines += ["", TUNE_LR.format(name=method.name)]
+    if doc:
+        lines += ["", f"From the docstring of `methods/{source}`:", "",
+                  *(f"> {line}".rstrip() for line in doc)]
+    lines.append(END)
     return "\n".join(lines)
 
 
