@@ -148,8 +148,14 @@ def stale(root: Path = ROOT, write: bool = False) -> list[str]:
     return found
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """Bad input is one ``error:`` line and exit status 2."""
+        self.exit(2, f"error: {message}; see python -m benchmarks.docs --help\n")
+
+
 def main(argv: Optional[list] = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m benchmarks.docs",
         description="(Re)write the generated defaults block of every docs/methods/<name>.md "
                     "from the method registry; --check only reports stale pages.")

@@ -6,6 +6,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from benchmarks import docs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,10 +135,15 @@ def test_the_block_shows_choices_ranges_null_defaults_and_the_paper_link():
     assert "- **Label modes**: multi-label, single-label" in docs.block(methods["replay"])
 
 
-def test_a_root_without_docs_is_one_error_line_exit_2(tmp_path, capsys):
+def test_bad_input_is_one_error_line_exit_2(tmp_path, capsys):
     assert docs.main(["--check", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.startswith("error: ") and err.count("\n") == 1 and str(tmp_path) in err
+    with pytest.raises(SystemExit) as exit:
+        docs.main(["--bogus"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unrecognized arguments: --bogus") and err.count("\n") == 1
 
 
 def test_readme_holds_the_commands_ci_runs_and_the_example_its_test_runs():
@@ -149,3 +156,12 @@ def test_readme_holds_the_commands_ci_runs_and_the_example_its_test_runs():
     code = example()
     assert '@register("anchor"' in code and "OldLogitAnchor" in code
     assert "python -m benchmarks.run --plugin mymethod.py" in readme
+
+
+def test_the_index_lists_every_page_of_docs():
+    index = ROOT / "docs" / "index.md"
+    text = FENCE.sub("", index.read_text())
+    linked = {(index.parent / target.partition("#")[0]).resolve()
+              for target in LINK.findall(text) if not re.match(r"[a-z]+:", target)}
+    pages = {page.resolve() for page in (ROOT / "docs").rglob("*.md")} - {index.resolve()}
+    assert sorted(str(p.relative_to(ROOT)) for p in pages - linked) == []
