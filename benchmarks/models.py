@@ -19,7 +19,6 @@ vector (same weights), for methods that put a module on top of the map (KRT).
 """
 from __future__ import annotations
 
-import pickle
 import sys
 from pathlib import Path
 from typing import Optional
@@ -190,8 +189,14 @@ def build(name: str, num_classes: int, in_channels: int = 3,
             raise ValueError(f"pretrained weights {pretrained!r} not found: give a local "
                              "weights file (nothing is downloaded)")
         try:
-            backbone.load_state_dict(_weights(backbone, name, path), strict=True)
-        except (RuntimeError, KeyError, pickle.UnpicklingError) as exc:
+            weights = _weights(backbone, name, path)
+        except Exception as exc:  # torch.load's errors on a non-checkpoint vary (KeyError, ...)
+            raise ValueError(f"pretrained weights {pretrained!r} are not a checkpoint torch "
+                             f"can read ({type(exc).__name__}: {exc}); expected a state dict "
+                             "saved with torch.save") from None
+        try:
+            backbone.load_state_dict(weights, strict=True)
+        except (RuntimeError, KeyError) as exc:
             reason = " ".join(str(exc).split())
             raise ValueError(f"pretrained weights {pretrained!r} do not fit backbone "
                              f"{name!r}: {reason[:300]}") from None

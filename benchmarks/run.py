@@ -167,9 +167,11 @@ def parser() -> argparse.ArgumentParser:
                         f"{RAY_RETRIES}; a cell that raised is not)")
     p.add_argument("--out", help="results folder (default results/<name>)")
     p.add_argument("--name", help="grid name (default: the config's file name, or 'default')")
-    p.add_argument("--baseline", metavar="METHOD",
-                   help="leaderboard differences are paired to this method (default replay "
-                        "when in --methods, else the first of --methods)")
+    p.add_argument("--baseline", metavar="METHOD[(K=V, ...)][[K=V, ...]]",
+                   help="leaderboard differences are paired to this method, e.g. replay, "
+                        "'replay(negatives=seen)' or 'replay[selection=herding]' (recorded "
+                        "in the folder); default: the folder's recorded baseline, else replay "
+                        "when in --methods, else the first of --methods")
     p.add_argument("--rerun", metavar="METHOD[,METHOD]",
                    help="rerun these methods' cells even where records are done")
     p.add_argument("--tensorboard", action="store_true",
@@ -293,9 +295,8 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
     if args.pretrained and not Path(args.pretrained).is_file():
         raise UsageError(f"--pretrained {args.pretrained}: no such file (give a local "
                          "weights file; nothing is downloaded)")
-    if args.baseline and args.baseline not in methods:
-        raise UsageError(f"--baseline {args.baseline} is not in --methods; accepted: "
-                         + ", ".join(methods))
+    _check_baseline(args.baseline, methods)
+    _check_sets(sets, methods, config)
     rerun = split_list(args.rerun or "")
     if set(rerun) - set(methods):
         raise UsageError(f"--rerun names {', '.join(sorted(set(rerun) - set(methods)))}, "
@@ -319,6 +320,30 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
                 args.tensorboard, args.quiet, args.baseline)
 
 
+def _check_baseline(name: Optional[str], methods: list[str]) -> None:
+    """A --baseline name is readable and its method is in the grid."""
+    from benchmarks import baseline
+
+    if not name:
+        return
+    try:
+        method = baseline.parse(name).method
+    except baseline.BaselineError as exc:
+        raise UsageError(str(exc)) from None
+    if method not in methods:
+        raise UsageError(f"--baseline {name}: {method} is not in --methods; accepted: "
+                         + ", ".join(methods))
+
+
+def _check_sets(sets: dict, methods: list[str], config: dict) -> None:
+    """A --set for a method outside the grid would be ignored: refused (a config file's
+    ``set`` may hold methods its grid leaves out)."""
+    outside = sorted(set(sets) - set(methods) - set(config.get("set") or {}))
+    if outside:
+        raise UsageError(f"--set names {', '.join(outside)}, not in --methods, so it would be "
+                         f"ignored; accepted: {', '.join(methods)}")
+
+
 def check_heavy(plan: Plan, args: argparse.Namespace) -> None:
     """What needs torch or a cluster: embedded streams without an empty session, a CUDA
     device when asked for, a timm model the installed timm has, and a Ray cluster that can
@@ -334,6 +359,8 @@ def check_heavy(plan: Plan, args: argparse.Namespace) -> None:
             models.check_backbone(args.backbone)
         except ValueError as exc:
             raise UsageError(f"argument --backbone: {exc}") from None
+    if args.pretrained:
+        _check_pretrained(plan, args.pretrained)
     if plan.executor == "local" and args.device == "cuda":
         import torch
 
@@ -344,6 +371,22 @@ def check_heavy(plan: Plan, args: argparse.Namespace) -> None:
 
         check_fits(plan.specs, cluster_nodes(args.ray_address, args.ray_timeout or RAY_TIMEOUT),
                    plan.workers, plan.threads, args.ray_address)
+
+
+def _check_pretrained(plan: Plan, path: str) -> None:
+    """The --pretrained file loads into every backbone of the grid, as a cell will load it."""
+    from benchmarks import models, streams
+
+    backbones = set()
+    for spec in plan.specs:
+        dataset = streams.parse(spec.stream)[0]
+        backbones.add((spec.train.get("backbone", dataset.recipe["backbone"]),
+                       dataset.channels))
+    for backbone, channels in sorted(backbones):
+        try:
+            models.build(backbone, 1, channels, path)
+        except ValueError as exc:
+            raise UsageError(f"--pretrained: {exc}") from None
 
 
 def _check_ray_flags(args: argparse.Namespace, executor: str) -> None:
@@ -376,7 +419,8 @@ def check_writable(out: Path) -> None:
 def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the pending cells, write each record as it arrives, render the report (also when
     interrupted, from the cells that finished)."""
-    from benchmarks.report import default_baseline, render
+    from benchmarks import baseline as baselines
+    from benchmarks.report import render
 
     def say(line):
         if not plan.quiet:
@@ -384,11 +428,13 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
 
     for line in plan.notes:
         say(line)
-    baseline = plan.baseline or default_baseline(spec.method for spec in plan.specs)
-    if not plan.baseline and baseline != "replay" and len({s.method for s in plan.specs}) > 1:
-        say(f"paired differences are to {baseline}, the first of --methods (no --baseline "
-            "given and replay is not in the grid)")
-    ids = [spec.id for spec in plan.specs]
+    methods = list(dict.fromkeys(spec.method for spec in plan.specs))
+    baseline = baselines.choose(plan.out, plan.baseline, methods)
+    recorded = baselines.read(plan.out)
+    if not plan.baseline and len(methods) > 1 and (recorded or baseline != baselines.DEFAULT):
+        say(f"paired differences are to {baseline}, "
+            + (f"recorded in {plan.out / baselines.FILE}" if recorded else
+               "the first of --methods") + " (--baseline changes it)")
     store = Store(plan.out)
     todo = store.pending(plan.specs, plan.rerun)
     for path in store.set_aside:
@@ -409,7 +455,7 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
         if todo:
             run_cells(plan, todo, store, version, cell)
     except KeyboardInterrupt:
-        paths = render(plan.out, version, baseline, ids)
+        paths = render(plan.out, version, baseline)
         print(f"interrupted: finished cells are saved in {plan.out} and in its leaderboard; "
               "run the same command to resume", file=sys.stderr)
         print(" ".join(str(path) for path in paths))
@@ -417,8 +463,11 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-    paths = render(plan.out, version, baseline, ids)
+    paths = render(plan.out, version, baseline)
     stored = store.load_all()
+    if len(stored) > len(plan.specs):
+        say(f"the report shows every record of {plan.out}: {len(stored)} cells, "
+            f"{len(plan.specs)} of them this grid's")
     failed = [stored[spec.id] for spec in plan.specs if stored[spec.id]["status"] != "done"]
     if failed:
         print(f"{len(failed)} of {len(plan.specs)} cells failed (tracebacks in "
@@ -484,6 +533,15 @@ def listing() -> str:
         if method.defaults:
             lines.append("      defaults: " + ", ".join(f"{k}={v!r}"
                                                         for k, v in method.defaults.items()))
+        accepted = {**{k: "|".join(map(str, v)) for k, v in method.choices.items()},
+                    **{k: _range(*v) for k, v in method.ranges.items()}}
+        if accepted:
+            lines.append("      accepted: " + ", ".join(f"{k} {v}"
+                                                        for k, v in accepted.items()))
+        lines += [f"      rule: {rule}" for _, rule, _ in method.constraints]
+        lines.append("      tuned (benchmarks.tune): " + ", ".join(
+            [*(f"{k} {_space(entry)}" for k, entry in method.space.items()),
+             "lr log-uniform around the stream recipe's"]))
     lines.append("streams (dataset:B<base>-C<inc>[?option=value&...]; dataset:B<all classes> is "
                  "one session):")
     for name, dataset in sorted(streams.datasets().items()):
@@ -492,6 +550,20 @@ def listing() -> str:
         lines.append(f"      protocols: {', '.join([*dataset.protocols, offline])}; options: "
                      + ", ".join(f"{k}={v!r}" for k, v in dataset.options.items()))
     return "\n".join(lines)
+
+
+def _range(low, high) -> str:
+    """A declared range as text: ``[0, 1]``, ``>= 0``."""
+    return (f"[{low}, {high}]" if low is not None and high is not None else
+            f">= {low}" if low is not None else f"<= {high}" if high is not None else "any")
+
+
+def _space(entry: tuple) -> str:
+    """A search-space entry as text: ``log-uniform [0.1, 10]``, ``one of a|b``."""
+    if entry[0] == "choice":
+        return "one of " + "|".join(map(str, entry[1]))
+    kind = {"log": "log-uniform", "float": "uniform", "int": "integers"}[entry[0]]
+    return f"{kind} [{entry[1]}, {entry[2]}]"
 
 
 if __name__ == "__main__":

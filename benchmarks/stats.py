@@ -26,17 +26,17 @@ def ci95(values) -> float:
     return float(scipy_stats.t.ppf(0.975, n - 1) * values.std() / math.sqrt(n))
 
 
-def paired_differences(seeds: pd.DataFrame, baseline: str, metrics: list[str],
-                       keys: list[str]) -> pd.DataFrame:
+def paired_differences(seeds: pd.DataFrame, base: pd.Series, baseline: str,
+                       metrics: list[str], keys: list[str]) -> pd.DataFrame:
     """Per (stream, method, config, ...) row and metric: mean and 95% interval of the per-seed
-    difference ``method - baseline`` over the seeds both have.
+    difference ``row - baseline`` over the seeds both have.
 
     ``seeds`` holds one done cell per row with ``method``, ``config``, ``seed``, the columns
-    ``keys`` that must match between a method and its baseline (e.g. stream, training
-    config, threads) and the ``metrics``. The baseline's cells are those of ``baseline``
-    with no hyperparameter override (its ``hparams_config`` is empty).
+    ``keys`` that must match between a row and its baseline (e.g. stream, training config,
+    threads) and the ``metrics``; ``base`` is a mask of the baseline's cells among them,
+    ``baseline`` its name in the output.
     """
-    base = seeds[(seeds["method"] == baseline) & (seeds["hparams_config"] == "")]
+    base = seeds[base]
     others = seeds[~seeds.index.isin(base.index)]
     rows = []
     for (method, config, *key), cells in others.groupby(["method", "config", *keys],
