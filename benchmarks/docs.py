@@ -4,7 +4,8 @@ Each method shipped in ``methods/`` has a page ``docs/methods/<name>.md``. Betwe
 markers ``<!-- generated: defaults -->`` and ``<!-- end generated -->`` the page holds what
 the method's ``@register(...)`` declares (methods/_registry.py): its label modes, paper,
 summary line, and one row per hyperparameter with its default, the values it accepts (range
-or choices) and its search space for ``benchmarks.tune``. Everything outside the markers is
+or choices) and its search space for ``benchmarks.tune``, and each rule between
+hyperparameters (``constraints``). Everything outside the markers is
 written by hand and left alone.
 
 Without ``--check`` the blocks are (re)written: a page without markers gets the block after
@@ -104,6 +105,10 @@ def block(method) -> str:
                   f"{_space(method, key)} |" for key, value in method.defaults.items()]
     else:
         lines.append("No hyperparameters of its own.")
+    if method.constraints:
+        lines += ["", "Rules between hyperparameters, checked with the ranges before any work:"]
+        lines += [f"- {', '.join(f'`{k}`' for k in keys)}: {rule}"
+                  for keys, rule, _ in method.constraints]
     lines += ["", TUNE_LR.format(name=method.name)]
     if doc:
         lines += ["", f"From the docstring of `methods/{source}`:", "",

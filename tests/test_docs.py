@@ -131,6 +131,7 @@ def test_the_block_shows_choices_ranges_null_defaults_and_the_paper_link():
     assert "| `embed_dim` | `null` | 1 to 4096 or `null` | – |" in krt
     assert "[arXiv:2302.13334](https://arxiv.org/abs/2302.13334)" in krt
     assert "| `restore` | `'dynamic'` |" in krt
+    assert "- `embed_dim`, `num_heads`: embed_dim is null or a multiple of num_heads" in krt
     assert "No hyperparameters of its own." in docs.block(methods["finetune"])
     assert "- **Label modes**: multi-label, single-label" in docs.block(methods["replay"])
 
