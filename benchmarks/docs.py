@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LABELS = {"multi": "multi-label", "single": "single-label"}
 SPACE_TEXT = {"float": "uniform", "log": "log-uniform", "int": "integers"}
 TUNE_LR = ("`benchmarks.tune` also searches the learning rate, for every method: log-uniform "
-           "from the recipe's lr / 10 to lr × 10. `--set {name}.KEY=VALUE` fixes a key (it "
-           "leaves the space); `--lr` fixes the learning rate.")
+           "from the recipe's lr / 10 to lr × 10; `--lr` fixes it.")
+TUNE_SET = " `--set {name}.KEY=VALUE` fixes a key of the space (it is then not searched)."
 
 
 def shipped() -> dict:
@@ -109,11 +109,11 @@ def block(method) -> str:
         lines += ["", "Rules between hyperparameters, checked with the ranges before any work:"]
         lines += [f"- {', '.join(f'`{k}`' for k in keys)}: {rule}"
                   for keys, rule, _ in method.constraints]
-    lines += ["", TUNE_LR.format(name=method.name)]
+    lines += ["", TUNE_LR + (TUNE_SET.format(name=method.name) if method.space else "")]
     if doc:
         lines += ["", f"From the docstring of `methods/{source}`:", "",
                   *(f"> {line}".rstrip() for line in doc)]
-    lines.append(END)
+    lines += ["", END]
     return "\n".join(lines)
 
 
