@@ -3,10 +3,11 @@
 Each method shipped in ``methods/`` has a page ``docs/methods/<name>.md``. Between the
 markers ``<!-- generated: defaults -->`` and ``<!-- end generated -->`` the page holds what
 the method's ``@register(...)`` declares (methods/_registry.py): its label modes, paper,
-summary line, and one row per hyperparameter with its default, the values it accepts (range
-or choices) and its search space for ``benchmarks.tune``, and each rule between
-hyperparameters (``constraints``). Everything outside the markers is
-written by hand and left alone.
+summary line, one row per hyperparameter with its default, the values it accepts (range or
+choices) and its search space for ``benchmarks.tune``, each rule between hyperparameters
+(``constraints``); then links to the method file and the ``strategies`` modules it imports,
+and the method module's docstring, quoted. Everything outside the markers is written by
+hand and left alone.
 
 Without ``--check`` the blocks are (re)written: a page without markers gets the block after
 its title (a missing page is created with a title and the block). With ``--check`` nothing is
