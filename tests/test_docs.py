@@ -1,6 +1,7 @@
 """The documentation: the method pages' generated tables match the registry
-(benchmarks/docs.py), every relative link and #anchor of README.md and docs/ resolves, and
-README still holds what CI and tests/test_readme_example.py read from it."""
+(benchmarks/docs.py), every relative link and #anchor of README.md, results/README.md and
+docs/ resolves, docs/index.md lists every page, and README still holds what CI and
+tests/test_readme_example.py read from it."""
 import dataclasses
 import re
 import shutil
@@ -54,7 +55,8 @@ def broken_links(pages) -> list[str]:
 
 
 def documentation() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return [ROOT / "README.md", ROOT / "results" / "README.md",
+            *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def test_every_relative_link_and_anchor_of_readme_and_docs_resolves():
