@@ -31,7 +31,7 @@ whose 6x6 map at 24 px gives 36 patch tokens; 64 on ``resnet32``); ``label_cardi
 (None) is the stream's labelled positives per training image, counted over all sessions'
 training sets (the official code hard-codes VOC's 1.4 and COCO's 2.9); the DPL search
 reads the eval transform and does not raise when it does not settle (strategies/krt.py);
-the optimiser, schedule and augmentation are the recipe's (README, "Streams"). Not
+the optimiser, schedule and augmentation are the recipe's (docs/streams.md, "Recipes"). Not
 implemented: the official code's unused parts (its POD terms, ``lambda_c`` = ``lambda_f`` =
 0, ``use_head_div`` off, ``finetune_fc`` off).
 """

@@ -23,7 +23,7 @@ the previous model). Hyperparameters, each an unknown of the paper made a choice
 - ``or_mode`` (``online`` | ``end_of_session`` | ``off``), ``or_scope`` (``memory`` |
   ``all``), ``or_labels`` (``hard`` | ``soft``), ``tau`` (threshold of hard labels).
 
-Defaults chosen on digits:B0-C2?valid=0.1&eval=valid (README, "RebLL"). Plain ASL replay
+Defaults chosen on digits:B0-C2?valid=0.1&eval=valid (docs/methods/rebll.md). Plain ASL replay
 (the KRT-style baseline) is ``gamma_neg=4 gamma_pos=0 clip=0.05 neg_weight=1 mu=0
 or_mode=off``.
 """
