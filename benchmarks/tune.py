@@ -38,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from benchmarks.run import (UsageError, _usage_error, check_heavy, make_plan, parse,
+from benchmarks.run import (UsageError, _usage_error, check_heavy, download, make_plan, parse,
                             parser as run_parser)
 from benchmarks.runner.store import Store, write_text
 
@@ -52,7 +52,8 @@ is added to a stream name without a valid option; eval=test is refused); the sam
 again resumes the studies (OUT/study.journal). Then test the chosen configurations:
   python -m benchmarks.run --config OUT/tuned.yaml
 exit status: 0 every study at its budget; 1 some trial failed (counted, recorded);
-  2 bad input (one 'error:' line, nothing run); 130 interrupted (resume with the same command).
+  2 bad input or a failed --download (one 'error:' line, nothing run); 130 interrupted
+  (resume with the same command).
 """
 
 
@@ -123,6 +124,7 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the tuning CLI; ``cell`` replaces the real cell (tests)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     from benchmarks import streams
+    from benchmarks.download import DownloadError
     from benchmarks.runner.grid import GridError
     from benchmarks.runner.ray_executor import ClusterError
     from methods import MethodError, discover, load_plugin
@@ -149,7 +151,9 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
         args.out = args.out or str(Path("results") / f"tune-{args.name}")
         plan = make_plan(args, config)
         check_heavy(plan, args)
-    except (UsageError, GridError, MethodError, streams.StreamError, ClusterError) as exc:
+        download(plan, args)
+    except (UsageError, GridError, MethodError, streams.StreamError, ClusterError,
+            DownloadError) as exc:
         return _usage_error(exc)
     return Tuner(args, plan, cell).run()
 

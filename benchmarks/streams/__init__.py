@@ -185,10 +185,11 @@ def canonical(name: str) -> str:
 
 
 def check(name: str, data_root: Optional[str] = None, image_size: Optional[int] = None,
-          batch_size: Optional[int] = None) -> None:
-    """Raise StreamError if ``name`` is invalid, its data is missing under ``data_root``, or
-    its images (held pools plus two batches at ``image_size``) would not fit in this
-    machine's memory. Needs no torch."""
+          batch_size: Optional[int] = None, download: bool = False) -> None:
+    """Raise StreamError if ``name`` is invalid, its data is missing under ``data_root`` (with
+    ``download``: if no ``data_root`` is given to download it to), or its images (held pools
+    plus two batches at ``image_size``) would not fit in this machine's memory. Needs no
+    torch."""
     dataset, parsed = parse(name)
     side = image_size or parsed.options.get("size") or dataset.recipe["image_size"]
     batch = batch_size or dataset.recipe["batch_size"]
@@ -198,8 +199,11 @@ def check(name: str, data_root: Optional[str] = None, image_size: Optional[int] 
         raise StreamError(f"{name} at image size {side} and batch size {batch} needs about "
                           f"{need / 2 ** 30:.0f} GiB for its images alone, more than this "
                           f"machine's {have / 2 ** 30:.0f} GiB: lower its sizes")
-    if dataset.layout is not None:
+    if dataset.layout is not None and not download:
         dataset.locate(data_root)
+    elif dataset.layout is not None and data_root is None:
+        raise StreamError(f"--download needs --data-root: the folder to put {dataset.name} "
+                          "in (created if missing)")
 
 
 def check_sessions(name: str, data_root: Optional[str] = None,

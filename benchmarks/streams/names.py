@@ -105,4 +105,5 @@ class Layout:
             reason = "missing " + str(next(first / p for p in self.parts
                                            if not (first / p).exists()))
         raise StreamError(f"{dataset} data not found ({reason}): expected {self.text}; "
-                          "nothing is downloaded, place the files there and pass --data-root")
+                          "nothing is downloaded unless asked: place the files there and pass "
+                          "--data-root, or add --download to fetch them there")
