@@ -227,15 +227,17 @@ def test_a_corrupt_archive_is_one_error_and_deleted_before_any_extraction(
 
 def test_an_archive_that_does_not_extract_leaves_nothing_half_extracted(
         coco_server, tmp_path, capsys, monkeypatch):
-    truncated = COCO_FILES["val2014.zip"][:-40]  # the zip's directory cut off
-    coco_server.files["/coco/val2014.zip"] = truncated
+    good = COCO_FILES["val2014.zip"]  # 5.jpg then 6.jpg, stored: a flipped byte in 6.jpg
+    at = good.index(jpeg(6)) + 100    # fails its CRC once 5.jpg is already extracted
+    broken = good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1:]
+    coco_server.files["/coco/val2014.zip"] = broken
     archives = list(download.COCO_ARCHIVES)  # its published checksum is the broken file's
-    archives[2] = download.Archive(archives[2].url, len(truncated), md5(truncated),
+    archives[2] = download.Archive(archives[2].url, len(broken), md5(broken),
                                    archives[2].parts)
     monkeypatch.setattr(download, "COCO_ARCHIVES", tuple(archives))
     root = tmp_path / "coco"
     assert run(root, tmp_path / "a", "--download") == 2
-    assert "val2014.zip could not be extracted" in one_error(capsys)
+    assert "val2014.zip could not be extracted (BadZipFile: Bad CRC-32" in one_error(capsys)
     assert not (root / "val2014").exists()
     assert list((root / ".download" / "coco").iterdir()) == []  # no extract-*, no archive
     assert (root / "train2014").is_dir()  # the archives before it stay installed
