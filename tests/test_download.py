@@ -414,3 +414,23 @@ def test_the_option_parser_splits_types_and_refuses_in_words_both_layers_use():
         assert err.value.problem == problem
     assert keyvalue.range_text(int, 0, None) == "int >= 0"
     assert keyvalue.range_text(float, None, 2) == "float <= 2"
+
+
+def test_tuning_downloads_through_the_same_flag_and_a_config_file_turns_it_on(
+        coco_server, tmp_path):
+    from benchmarks.tune import main as tune
+
+    root = tmp_path / "coco"
+    assert tune(["--methods", "toy", "--plugin", TOY, "--streams", "coco:B0-C2", "--budget",
+                 "1", "--data-root", str(root), "--download", "--out", str(tmp_path / "t"),
+                 "--quiet"], cell=fake_cell.run_cell) == 0
+    assert (root / "val2014" / "5.jpg").is_file() and len(coco_server.log) == 3
+    config = tmp_path / "grid.yaml"
+    config.write_text(f"methods: [toy]\nplugins: [{TOY}]\nstreams: [coco:B0-C2]\n"
+                      f"data_root: {root}\ndownload: true\nseeds: [0]\n")
+    (root / "val2014" / "5.jpg").unlink()
+    (root / "val2014" / "6.jpg").unlink()
+    (root / "val2014").rmdir()
+    assert main(["--config", str(config), "--out", str(tmp_path / "r"), "--quiet"],
+                cell=fake_cell.run_cell) == 0
+    assert coco_server.gets()[3:] == ["/coco/val2014.zip"]  # only what was missing

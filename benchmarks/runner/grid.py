@@ -38,8 +38,9 @@ from .spec import RunSpec
 CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "optimizer", "memory",
                "memory_labels", "memory_selection",
                "backbone", "pretrained", "image_size", "amp", "channels_last", "reset_optimizer",
-               "device", "data_root", "set", "grid", "plugins", "workers", "threads", "executor",
-               "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline", "tuned")
+               "device", "data_root", "download", "set", "grid", "plugins", "workers", "threads",
+               "executor", "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline",
+               "tuned")
 TUNED_KEYS = ("hparams", "lr", "tuning")
 
 
