@@ -1,6 +1,7 @@
-"""The backbone names ``--backbone`` accepts and the weights ``--pretrained`` names, known
-without importing torch (``benchmarks/models.py`` builds them; it also checks a
-``timm:<model>`` name against the installed timm, which needs torch).
+"""The backbone names ``--backbone``, the head initialisations ``--head-init`` and the
+weights ``--pretrained`` accept, known without importing torch (``benchmarks/models.py``
+builds them; it also checks a ``timm:<model>`` name against the installed timm, which needs
+torch).
 
 ``--pretrained`` is a local weights file, or ``timm:<model>.<tag>`` (e.g.
 ``timm:tresnet_m.miil_in21k``): timm's published weights, which ``--download`` fetches once
@@ -14,6 +15,7 @@ from typing import Iterable
 
 NAMES = ("smallcnn", "resnet32", "resnet18", "resnet50", "resnet101")
 TIMM = "timm:"
+HEAD_INITS = ("linear", "kaiming")  # the first is the default
 WEIGHTS_ENV = "IMBACIL_WEIGHTS"  # where named weights are saved (default ~/.cache/imbacil/weights)
 
 

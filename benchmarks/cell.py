@@ -27,7 +27,8 @@ from benchmarks.runner.spec import RunSpec, new_record
 
 # Recipe keys every stream may leave out.
 TRAIN_DEFAULTS = {"device": "auto", "pretrained": None, "eval_batch_size": 256, "amp": "off",
-                  "channels_last": False, "reset_optimizer": True, "memory_labels": "own"}
+                  "channels_last": False, "reset_optimizer": True, "memory_labels": "own",
+                  "head_init": models.HEAD_INITS[0]}
 
 
 def resolve_train(recipe: dict, overrides: dict) -> dict:
@@ -57,7 +58,8 @@ def build_model(benchmark, info, train: dict, seed: int) -> torch.nn.Module:
     (input channels are read from the first training image, before seeding)."""
     in_channels = benchmark.train_stream[0].dataset[0][0].shape[0]
     seed_everything(seed)
-    return models.build(train["backbone"], info.num_classes, in_channels, train["pretrained"])
+    return models.build(train["backbone"], info.num_classes, in_channels, train["pretrained"],
+                        train["head_init"])
 
 
 def weights_of(pretrained: Optional[str]) -> Optional[dict]:

@@ -1,9 +1,20 @@
 """Backbones with one linear classifier over all classes of a stream.
 
-``build(name, num_classes, in_channels, pretrained)`` returns a :class:`CILNet`: a backbone
-``features(x) -> (B, D)`` and ``head``, an ``nn.Linear(D, num_classes)``. Unseen classes are
-masked out of losses and metrics by the training template, not by the model (which also
-gives each class's head row its initial values when the class's first session starts).
+``build(name, num_classes, in_channels, pretrained, head_init)`` returns a :class:`CILNet`: a
+backbone ``features(x) -> (B, D)`` and ``head``, an ``nn.Linear(D, num_classes)``. Unseen
+classes are masked out of losses and metrics by the training template, not by the model (the
+template also gives each class's head row its initial values when the class's first session
+starts).
+
+Head initialisation (``head_init``, a training-recipe option): ``linear`` (default) keeps
+``nn.Linear``'s own, weight and bias uniform in +-1/sqrt(D); ``kaiming`` is PyCIL's
+classifier (``SimpleLinear.reset_parameters`` in its convs/linears.py): weight
+``kaiming_uniform_(nonlinearity="linear")``, uniform in +-sqrt(3/D), bias 0. PyCIL grows its
+head each session (a new ``SimpleLinear`` over all seen classes, the old rows copied in), so
+a class's row is drawn when its session starts; here the head covers every class from the
+start and the template puts a new class's row back to its drawn values at its first session:
+the same distribution per row, other draws. (``lucir`` replaces the head by its cosine head,
+which keeps its own initialisation.)
 
 Backbones: ``smallcnn`` (for the embedded digits canvases; fast on a CPU), ``resnet32`` (the
 CIFAR ResNet of He et al. 2016, 3 stages x 5 basic blocks, 16/32/64 channels, as used by the
@@ -21,7 +32,6 @@ vector (same weights), for methods that put a module on top of the map (KRT).
 """
 from __future__ import annotations
 
-import pickle
 import sys
 from pathlib import Path
 from typing import Optional
@@ -30,16 +40,18 @@ import torch
 from torch import nn
 from torchvision import models as tv
 
-from benchmarks.backbones import TIMM, is_named, weights_file
+from benchmarks.backbones import HEAD_INITS, TIMM, is_named, weights_file
 
 
 class CILNet(nn.Module):
     """A backbone and a linear classifier; ``features`` is exposed for herding and PSD."""
 
-    def __init__(self, backbone: nn.Module, feat_dim: int, num_classes: int):
+    def __init__(self, backbone: nn.Module, feat_dim: int, num_classes: int,
+                 head_init: str = HEAD_INITS[0]):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(feat_dim, num_classes)
+        init_head(self.head, head_init)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
@@ -52,6 +64,18 @@ class CILNet(nn.Module):
         the backbone's weights whose output is (B, C, H, W) (a timm transformer's: its
         (B, N, C) tokens). For methods that attend over the map (KRT)."""
         return spatial_trunk(self.backbone)
+
+
+def init_head(head: nn.Linear, kind: str) -> None:
+    """Initialise ``head`` as ``kind`` says (see the module's docstring): ``linear`` leaves
+    ``nn.Linear``'s initialisation; ``kaiming`` redraws the weight as PyCIL's SimpleLinear
+    and zeroes the bias."""
+    if kind not in HEAD_INITS:
+        raise ValueError(f"unknown head initialisation {kind!r}; accepted: "
+                         + ", ".join(HEAD_INITS))
+    if kind == "kaiming":
+        nn.init.kaiming_uniform_(head.weight, nonlinearity="linear")
+        nn.init.zeros_(head.bias)
 
 
 class _ForwardFeatures(nn.Module):
@@ -179,9 +203,9 @@ def _weights(backbone: nn.Module, name: str, path: Path) -> dict:
 
 
 def build(name: str, num_classes: int, in_channels: int = 3,
-          pretrained: Optional[str] = None) -> CILNet:
+          pretrained: Optional[str] = None, head_init: str = HEAD_INITS[0]) -> CILNet:
     """A CILNet with backbone ``name``; ``pretrained`` is a local weights file or the name
-    of downloaded timm weights."""
+    of downloaded timm weights; ``head_init`` one of HEAD_INITS."""
     check_backbone(name)
     if name.startswith(TIMM):
         backbone, dim = _timm_backbone(name[len(TIMM):], in_channels)
@@ -194,9 +218,15 @@ def build(name: str, num_classes: int, in_channels: int = 3,
                 f" at {path}: fetch them with --download" if is_named(pretrained) else
                 ": give a local weights file (nothing is downloaded)"))
         try:
-            backbone.load_state_dict(_weights(backbone, name, path), strict=True)
-        except (RuntimeError, KeyError, pickle.UnpicklingError) as exc:
+            weights = _weights(backbone, name, path)
+        except Exception as exc:  # torch.load's errors on a non-checkpoint vary (KeyError, ...)
+            raise ValueError(f"pretrained weights {pretrained!r} are not a checkpoint torch "
+                             f"can read ({type(exc).__name__}: {exc}); expected a state dict "
+                             "saved with torch.save") from None
+        try:
+            backbone.load_state_dict(weights, strict=True)
+        except (RuntimeError, KeyError) as exc:
             reason = " ".join(str(exc).split())
             raise ValueError(f"pretrained weights {pretrained!r} do not fit backbone "
                              f"{name!r}: {reason[:300]}") from None
-    return CILNet(backbone, dim, num_classes)
+    return CILNet(backbone, dim, num_classes, head_init)

@@ -10,6 +10,10 @@ readable: distinct colours and markers, legends beside the axes so they hide no 
   count (log scale), mean over seeds: the imbalance effect at a glance.
 
 Error bars are 95% Student-t intervals over seeds (none with a single seed).
+
+Across streams (summary.md): ``summary_iqm.png``, each method's interquartile mean with its
+stratified-bootstrap interval; ``summary_improvement.png``, the probability-of-improvement
+matrix as a heatmap; ``summary_ranks.png``, the critical-difference diagram.
 """
 from __future__ import annotations
 
@@ -87,6 +91,42 @@ def plot_ranks(ranks: pd.Series, cd: float, path: Path, title: str) -> Path:
     for side in ("left", "right", "bottom"):
         ax.spines[side].set_visible(False)
     ax.set_title(title, fontsize="small", pad=18)
+    _save(fig, path)
+    return path
+
+
+def plot_iqm(table: pd.DataFrame, path: Path, unit: str, title: str) -> Path:
+    """Each method's (row's) ``iqm`` as a point with a bar from ``low`` to ``high`` (none when
+    NaN), best on top."""
+    table = table.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 1.0 + 0.35 * len(table)))
+    ys = np.arange(len(table))
+    iqm = table["iqm"].to_numpy(dtype=float)
+    low = np.nan_to_num(iqm - table["low"].to_numpy(dtype=float))
+    high = np.nan_to_num(table["high"].to_numpy(dtype=float) - iqm)
+    ax.errorbar(iqm, ys, xerr=[low, high], fmt="o", color="black", ecolor="0.4", capsize=3)
+    ax.set_yticks(ys, [textwrap.fill(str(name), 40) for name in table.index])
+    ax.set(xlabel=f"interquartile mean of the {unit}", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)
+    return path
+
+
+def plot_improvement(matrix: pd.DataFrame, path: Path, title: str) -> Path:
+    """A heatmap of P(row > column) (0 to 1, 0.5 white), each cell annotated."""
+    k = len(matrix)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.7 * k, 1.5 + 0.6 * k))
+    values = matrix.to_numpy(dtype=float)
+    image = ax.imshow(values, cmap="RdBu", vmin=0, vmax=1)
+    for (i, j), value in np.ndenumerate(values):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="small",
+                    color="white" if abs(value - 0.5) > 0.35 else "black")
+    names = [textwrap.fill(str(name), 20) for name in matrix.index]
+    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize="small")
+    ax.set_yticks(range(k), names, fontsize="small")
+    ax.set(xlabel="Y", ylabel="X", title=title)
+    fig.colorbar(image, ax=ax, label="P(X > Y)", shrink=0.8)
     _save(fig, path)
     return path
 

@@ -1,12 +1,14 @@
 """Leaderboard, paired comparisons and plots from the records of a results folder.
 
-``python -m benchmarks.report DIR [--baseline METHOD]`` (re-)renders, from ``DIR/records``:
+``python -m benchmarks.report DIR [--baseline NAME]`` (re-)renders, from every record of
+``DIR/records`` (``benchmarks.run`` renders its folder the same way, so a command never leaves
+the folder's report with fewer rows than it had):
 
 - ``leaderboard.csv``: one row per (stream, method, config, threads): ``n_seeds``, and for
   every summary metric ``<metric>_mean``, ``<metric>_std`` (sample std over seeds) and
   ``<metric>_ci95`` (half-width of the two-sided 95% Student-t interval of the mean over
-  seeds, NaN with fewer than 2 seeds); mean wall time, ``code_versions`` (distinct code
-  versions among its records) and ``stale`` (some record comes from code other than the
+  seeds, NaN with fewer than 2 seeds); mean wall time (machine load included),
+  ``code_versions`` (the distinct code versions of its records, ``;``-separated) and ``stale`` (some record comes from code other than the
   current checkout's, or from an older version of its plugin file); sorted by the headline
   metric (avg_mAP or avg_acc) within each stream. ``config`` names the overrides of the
   row's cells; ``threads`` is the torch thread count the cells ran with, which changes
@@ -15,33 +17,40 @@
   and false-negative rates (%) of the memory's labels in the last session against the
   true labels, and ``last_mem_balance``, the KL divergence of its per-class positive counts
   from uniform over the seen classes (summary metrics written by benchmarks/diagnostics.py).
-- ``paired.csv``: for each other row, the per-seed difference to the baseline method
-  (``--baseline``; default ``replay`` when the folder has it, else the first method: of
-  ``--methods`` for the run CLI, alphabetically here) on the same stream, training
-  config and threads, over the seeds both have: ``diff_mean``, ``diff_ci95`` (Student t
+- ``paired.csv``: for each other row, the per-seed difference to the folder's baseline
+  (benchmarks/baseline.py: the rule that picks it, the names it takes, and
+  ``baseline.txt``, where it is recorded) on the same stream, training config (or tuning)
+  and threads, over the seeds both have: ``diff_mean``, ``diff_ci95`` (Student t
   over the paired differences) and ``significant`` (the interval excludes 0); see
   benchmarks/stats.py.
-- ``leaderboard.md``: one table per stream, "mean ± 95% CI half-width", with the paired
-  difference of the headline metrics to the baseline (``*``: the interval excludes 0).
+- ``leaderboard.md``: one table per stream of the headline metrics (:data:`HEADLINE`, units
+  and definitions under the tables), "mean ± 95% CI half-width" rounded to what the interval
+  supports, with the paired difference of the first two to the baseline (``*``: the
+  interval excludes 0).
 - ``per_seed.csv``: every cell's status and summary metrics.
 - ``per_class.csv``: every row's final value per class (mean over seeds) with the class's
   name and training count: the table behind the per-class plot.
-- ``summary.md``: which method wins overall: each method's mean rank over the streams (by
-  the headline metric's mean), the Friedman test and the Nemenyi critical difference
-  (Demsar 2006), and ``plots/summary_ranks.png``, its critical-difference diagram. A method
-  enters with one configuration: its tuned one (``tuning`` names the budget) or its config;
-  only those present on every stream are ranked.
+- ``summary.md``: which method wins overall, with what confidence (benchmarks/aggregates.py,
+  docs/aggregates.md): per stream a normalised score (x - finetune) / (joint - finetune) of
+  the headline, and across streams and seeds each method's interquartile mean and the
+  probability that it improves on each other, with 95% stratified-bootstrap intervals; then
+  the mean ranks over streams, the Friedman test (with a permutation p-value) and the Nemenyi
+  critical difference (its diagram only when it can separate a pair); figures
+  ``plots/summary_iqm.png``, ``plots/summary_improvement.png`` (``plots/summary_ranks.png``).
+  A method enters with one configuration: its tuned one (``tuning`` names the budget) or its
+  config; only those present on every stream are compared.
 - ``plots/``: per stream, the figures of benchmarks/plots.py (the baseline marked).
 
 Failed cells appear in ``per_seed.csv`` only. Every file is written atomically (a temp file,
 then a rename; the plots to a temp folder swapped in at the end), so a failure or a kill
-leaves the previous report whole. The run CLI renders the cells of its own grid; this
-command renders every record of the folder.
+leaves the previous report whole.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -50,11 +59,13 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from benchmarks.plots import plot_ranks, plot_stream
+from benchmarks import aggregates
+from benchmarks import baseline as baselines
+from benchmarks.aggregates import entry_name
+from benchmarks.plots import plot_stream
 from benchmarks.runner.store import Store, umask, write_text
 from benchmarks.runner.version import cell_version, code_version
-from benchmarks.stats import (ci95, critical_difference, friedman, mean_ranks,
-                              paired_differences)
+from benchmarks.stats import ci95, paired_differences
 
 # The per-session metric of each label mode; the headline is its average over sessions.
 SESSION_METRIC = {"multi": "mAP", "single": "acc"}
@@ -64,7 +75,6 @@ ROW = ["stream", "method", "config", "threads"]
 # training config; or, for tuned cells (each method at its own tuned learning rate), the same
 # tuning (a tuned method meets the baseline tuned with the same budget).
 PAIRED_ON = ["stream", "paired_config", "threads"]
-DEFAULT_BASELINE = "replay"
 # The columns of per_seed.csv before the summary metrics.
 CELL = ["id", *ROW, "hparams_config", "train_config", "paired_config", "seed", "tuning",
         "label_mode", "pretrained", "status", "error", "code_version", "stale", "wall_time_s"]
@@ -131,8 +141,8 @@ def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_mean"], row[f"{metric}_std"] = values.mean(), values.std()
             row[f"{metric}_ci95"] = ci95(values)
         row["wall_time_s_mean"] = cells["wall_time_s"].mean()
-        versions = set(cells["code_version"])
-        row["code_versions"] = len(versions)
+        versions = sorted(set(cells["code_version"].dropna()))
+        row["code_versions"] = "; ".join(versions)
         row["stale"] = len(versions) > 1 or bool(cells["stale"].any())
         rows.append(row)
     board = pd.DataFrame(rows, columns=[
@@ -181,56 +191,96 @@ def final_per_class(records: list[dict]) -> pd.DataFrame:
                                       "class", "name", "count", "value"])
 
 
-def default_baseline(methods: Iterable[str]) -> Optional[str]:
-    """``replay`` when among ``methods``, else the first of them (None for none)."""
-    methods = list(dict.fromkeys(methods))
-    return DEFAULT_BASELINE if DEFAULT_BASELINE in methods else next(iter(methods), None)
-
-
-def paired(seeds: pd.DataFrame, baseline: Optional[str]) -> pd.DataFrame:
-    """Paired differences to ``baseline`` (default: :func:`default_baseline` of the methods,
-    alphabetically) of every summary metric; empty when the baseline has no cells."""
+def paired(seeds: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Paired differences of every summary metric to ``baseline`` (a name of
+    benchmarks/baseline.py); empty when the baseline has no cells."""
     done = seeds[seeds["status"] == "done"]
-    baseline = baseline or default_baseline(sorted(done["method"]))
-    return paired_differences(done, baseline, summary_metrics(done), PAIRED_ON)
+    base = baselines.parse(baseline)
+    return paired_differences(done, base.cells(done), base.name, summary_metrics(done),
+                              base.keys(PAIRED_ON))
+
+
+# The columns of leaderboard.md, in this order, with their headers (every other metric is in
+# leaderboard.csv). F1 scores threshold sigmoid outputs at benchmarks.metrics' 0.8.
+HEADLINE = {
+    "multi": {"avg_mAP": "avg mAP", "last_mAP": "last mAP", "last_old_mAP": "last old mAP",
+              "last_new_mAP": "last new mAP", "last_tail_mAP": "last tail mAP",
+              "last_CF1": "last CF1@0.8", "last_OF1": "last OF1@0.8",
+              "forgetting": "forgetting"},
+    "single": {"avg_acc": "avg acc", "last_acc": "last acc", "last_old_acc": "last old acc",
+               "last_new_acc": "last new acc", "last_tail_acc": "last tail acc",
+               "forgetting": "forgetting"},
+}
+NOTE = ("All values in % (forgetting in percentage points: over the old classes, the mean of "
+        "each one's largest drop from an earlier session to the last), as mean ± the half-width of the 95% Student-t interval "
+        "over seeds (no interval with one seed), each rounded to the precision its interval "
+        "supports. avg: mean over sessions; last: after the last session; old / new: "
+        "classes of earlier sessions / of the last one; tail: the rarest third of classes "
+        "by training count; CF1/OF1: per-class / overall F1 with scores thresholded at 0.8. "
+        "Every other column (head and medium splits, memory-label diagnostics, standard "
+        "deviations, wall time, code versions) is in leaderboard.csv.")
 
 
 def markdown(board: pd.DataFrame, pairs: Optional[pd.DataFrame] = None) -> str:
-    """One markdown table per stream, "mean ± 95% CI half-width" over seeds, with the paired
-    difference of the headline metrics to the baseline; stale rows are marked with †."""
+    """One markdown table per stream: the headline metrics (:data:`HEADLINE`) as "mean ±
+    95% CI", rounded to what the interval supports, and the paired difference of the two
+    first to the baseline; stale rows are marked with †."""
     if board.empty:
         return "No finished cells yet.\n"
     pairs = pairs if pairs is not None else pd.DataFrame(columns=["metric"])
     baseline = pairs["baseline"].iloc[0] if len(pairs) else None
     parts = []
     for stream, rows in board.groupby("stream", sort=False):
-        metric = SESSION_METRIC[rows["label_mode"].iloc[0]]
-        metrics = [c[:-5] for c in rows.columns
-                   if c.endswith("_mean") and c != "wall_time_s_mean" and rows[c].notna().any()]
-        headline = [f"avg_{metric}", f"last_{metric}"] if baseline else []
-        header = ["method", "config", "seeds", *metrics,
-                  *(f"Δ {m} vs {baseline}" for m in headline), "threads", "wall time (s)"]
-        lines = [f"## {stream} ({rows['label_mode'].iloc[0]}-label)", "",
+        mode = rows["label_mode"].iloc[0]
+        metrics = {m: h for m, h in HEADLINE[mode].items()
+                   if f"{m}_mean" in rows and rows[f"{m}_mean"].notna().any()}
+        deltas = list(HEADLINE[mode])[:2] if baseline else []
+        threads = rows["threads"].nunique(dropna=False) > 1
+        header = ["method", "config", "seeds", *(f"{h} (%)" for h in metrics.values()),
+                  *(f"Δ {HEADLINE[mode][m]} vs {baseline}" for m in deltas),
+                  *(["threads"] if threads else [])]
+        lines = [f"## {stream} ({mode}-label)", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in rows.iterrows():
-            cells = [row["method"] + (" †" if row["stale"] else ""), row["config"],
-                     str(row["n_seeds"]),
-                     *(_mean_ci(row[f"{m}_mean"], row[f"{m}_ci95"]) for m in metrics),
-                     *(_difference(pairs, row, m) for m in headline),
-                     "–" if pd.isna(row["threads"]) else str(int(row["threads"])),
-                     _mean_ci(row["wall_time_s_mean"], float("nan"), 1)]
+            cells = [row["method"] + (" †" if row["stale"] else ""),
+                     short_config(row["config"]), str(row["n_seeds"]),
+                     *(mean_ci(row[f"{m}_mean"], row[f"{m}_ci95"]) for m in metrics),
+                     *(_difference(pairs, row, m) for m in deltas),
+                     *([str(row["threads"])] if threads else [])]
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
-    parts.append("Values are mean ± the half-width of the 95% Student-t interval over seeds "
-                 "(no interval with one seed)."
-                 + (f" Δ: paired difference to {baseline} over the seeds both have, with "
-                    "its 95% interval; * marks an interval that excludes 0." if baseline
-                    else ""))
+    parts.append(NOTE + (f" Δ: paired difference to {baseline} over the seeds both have, with "
+                         "its 95% interval; * marks an interval that excludes 0."
+                         if baseline else ""))
     if board["stale"].any():
         parts.append("† results from code other than the current checkout (or an older "
                      "version of the method's plugin file); rerun those methods with "
                      "`--rerun METHOD`.")
     return "\n\n".join(parts) + "\n"
+
+
+def short_config(config: str) -> str:
+    """A config label with its long numbers at 3 significant digits (tuned values)."""
+    return re.sub(r"(?<==)-?\d+\.\d{4,}(?:e-?\d+)?",
+                  lambda m: f"{float(m.group()):.3g}", config or "")
+
+
+def decimals(half: float) -> int:
+    """Decimals that show an interval half-width with one significant digit (two when it
+    starts with 1), at most 3; 1 without an interval."""
+    if pd.isna(half) or half <= 0:
+        return 1
+    exponent = math.floor(math.log10(half))
+    leading_one = int(half / 10 ** exponent) == 1
+    return min(max(-exponent + leading_one, 0), 3)
+
+
+def mean_ci(mean: float, half: float) -> str:
+    """``mean ± half`` rounded to :func:`decimals` of the interval, or "–"."""
+    if pd.isna(mean):
+        return "–"
+    places = decimals(half)
+    return f"{mean:.{places}f}" + ("" if pd.isna(half) else f" ± {half:.{places}f}")
 
 
 def class_table(per_class: pd.DataFrame) -> pd.DataFrame:
@@ -240,12 +290,12 @@ def class_table(per_class: pd.DataFrame) -> pd.DataFrame:
 
 
 def stream_scores(board: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Streams x entries table of the mean headline, an entry being a method with its tuning
-    (or its config when untuned); and the entries left out for missing a stream."""
+    """Streams x entries table of the mean headline (an entry: a method with its tuning, or
+    its config when untuned; see benchmarks/aggregates.py); and the entries left out for
+    missing a stream."""
     if board.empty:
         return pd.DataFrame(), []
-    key = [row["method"] + (f" [{row['tuning']}]" if row["tuning"] != "defaults" else
-                            f" ({row['config']})" if row["config"] else "")
+    key = [entry_name(row["method"], row["tuning"], row["config"])
            for _, row in board.iterrows()]
     value = [row.get(f"avg_{SESSION_METRIC[row['label_mode']]}_mean")
              for _, row in board.iterrows()]
@@ -256,38 +306,17 @@ def stream_scores(board: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return complete, sorted(set(scores.columns) - set(complete.columns))
 
 
-def summary(board: pd.DataFrame, folder: Path) -> str:
-    """summary.md's text: mean ranks over streams, Friedman, Nemenyi CD (and the figure)."""
+def summary(board: pd.DataFrame, folder: Path, seeds: pd.DataFrame) -> str:
+    """summary.md's text (benchmarks/aggregates.py: IQM and probability of improvement with
+    intervals, ranks, Friedman, Nemenyi CD, head-init sensitivity) and its figures, from the
+    leaderboard and the per-seed table (of the same records)."""
     scores, left_out = stream_scores(board)
-    lines = ["# Which method wins overall", ""]
-    if scores.empty or scores.shape[1] < 2:
-        return "\n".join(lines + ["Fewer than two methods ran on every stream: nothing to "
-                                  "rank.", ""])
-    ranks, test = mean_ranks(scores), friedman(scores)
-    per_stream = scores.rank(axis=1, ascending=False, method="average")
-    lines += ["| method | mean rank | " + " | ".join(scores.index) + " |",
-              "|---|---|" + "---|" * len(scores.index)]
-    for entry, rank in ranks.items():
-        lines.append(f"| {entry} | {rank:.2f} | "
-                     + " | ".join(f"{per_stream.loc[s, entry]:g} ({scores.loc[s, entry]:.1f})"
-                                  for s in scores.index) + " |")
-    lines += ["", f"Ranks by the mean headline metric (average mAP or accuracy over "
-                  f"sessions) on each of the {test['n']} streams; rank 1 is best, ties share "
-                  "the average; in brackets the value ranked."]
-    if test["n"] >= 2:
-        cd = critical_difference(test["k"], test["n"])
-        lines += ["", f"Friedman test (Demsar 2006): chi2_F = {test['chi2']:.2f} (p = "
-                      f"{test['p_chi2']:.3g}), Iman-Davenport F_F = {test['F']:.2f} (p = "
-                      f"{test['p_F']:.3g}). Nemenyi critical difference at 0.05: {cd:.2f} "
-                      "mean ranks: two methods whose mean ranks differ by less are not "
-                      "distinguished (plots/summary_ranks.png)."]
-        plot_ranks(ranks, cd, folder / "summary_ranks.png",
-                   f"mean rank over {test['n']} streams (bar: Nemenyi CD at 0.05)")
-    else:
-        lines += ["", "One stream: no test across streams."]
-    if left_out:
-        lines += ["", "Not ranked (missing on some stream): " + ", ".join(left_out) + "."]
-    return "\n".join(lines) + "\n"
+    done = seeds[seeds["status"] == "done"]
+    runs = done[["stream", "method", "tuning", "config", "hparams_config", "train_config",
+                 "seed"]].assign(value=[
+                     row.get(f"avg_{SESSION_METRIC.get(row['label_mode'])}")
+                     for _, row in done.iterrows()])
+    return aggregates.summary(scores, left_out, runs, folder)
 
 
 def plot(records: list[dict], board: pd.DataFrame, folder: Path,
@@ -302,7 +331,7 @@ def plot(records: list[dict], board: pd.DataFrame, folder: Path,
             plot_stream(stream, SESSION_METRIC[rows["label_mode"].iloc[0]], rows,
                         table[table["stream"] == stream],
                         per_class[per_class["stream"] == stream], fresh, baseline)
-        text = summary(board, fresh)
+        text = summary(board, fresh, per_seed(records))
         fresh.chmod(0o777 & ~umask())
         old = folder.with_name(f".{folder.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -316,19 +345,17 @@ def plot(records: list[dict], board: pd.DataFrame, folder: Path,
 
 
 def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
-           ids: Optional[Iterable[str]] = None) -> list[Path]:
+           methods: Iterable[str] = ()) -> list[Path]:
     """Write leaderboard.csv, leaderboard.md, paired.csv, per_seed.csv, per_class.csv,
-    summary.md and plots/ from ``out/records`` (only the cells ``ids`` when given), each
-    atomically."""
+    summary.md and plots/ from every record of ``out/records``, each atomically; the
+    baseline is chosen and recorded by :func:`benchmarks.baseline.choose` (``methods``: the
+    grid's, in --methods order, for its fallback)."""
     out = Path(out)
     records = list(Store(out).load_all().values())
-    if ids is not None:
-        ids = set(ids)
-        records = [record for record in records if record["id"] in ids]
     seeds = per_seed(records, current)
     board = leaderboard(seeds)
+    baseline = baselines.choose(out, baseline, [*methods, *sorted(seeds["method"])])
     pairs = paired(seeds, baseline)
-    baseline = pairs["baseline"].iloc[0] if len(pairs) else baseline
     paths = [out / name for name in ("leaderboard.csv", "leaderboard.md", "paired.csv",
                                      "per_seed.csv", "per_class.csv")]
     for path, text in zip(paths, (board.to_csv(index=False), markdown(board, pairs),
@@ -336,7 +363,7 @@ def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
                                   class_table(final_per_class(records)).to_csv(index=False))):
         write_text(path, text)
     write_text(out / "summary.md", plot(records, board, out / "plots", baseline))
-    return [*paths, out / "summary.md", out / "plots"]
+    return [*paths, out / "summary.md", out / "plots", baselines.record(out, baseline)]
 
 
 def write_tensorboard(record: dict, folder) -> None:
@@ -352,12 +379,6 @@ def write_tensorboard(record: dict, folder) -> None:
                     writer.add_scalar(f"session/{name}", value, session["session"])
 
 
-def _mean_ci(mean: float, half: float, digits: int = 2) -> str:
-    if pd.isna(mean):
-        return "–"
-    return f"{mean:.{digits}f}" + ("" if pd.isna(half) else f" ± {half:.{digits}f}")
-
-
 def _difference(pairs: pd.DataFrame, row, metric: str) -> str:
     """The paired difference of ``row`` to the baseline on ``metric``, "+d ± h" (* when the
     interval excludes 0), or "–"."""
@@ -368,9 +389,9 @@ def _difference(pairs: pd.DataFrame, row, metric: str) -> str:
     if match.empty:
         return "–"
     first = match.iloc[0]
-    text = f"{first['diff_mean']:+.2f}" + ("" if pd.isna(first["diff_ci95"])
-                                           else f" ± {first['diff_ci95']:.2f}")
-    return text + ("*" if first["significant"] else "")
+    text = mean_ci(first["diff_mean"], first["diff_ci95"])
+    return ("+" if first["diff_mean"] >= 0 else "") + text + ("*" if first["significant"]
+                                                             else "")
 
 
 def main(argv=None) -> int:
@@ -378,15 +399,32 @@ def main(argv=None) -> int:
                                      description="Re-render the leaderboard and plots of a "
                                                  "results folder from its records.")
     parser.add_argument("dir", help="a results folder (holding records/)")
-    parser.add_argument("--baseline", help="the method paired differences are taken to "
-                                           f"(default {DEFAULT_BASELINE})")
+    parser.add_argument("--baseline", metavar="METHOD[(K=V, ...)][[K=V, ...]]",
+                        help="pair every row with this method, e.g. replay, "
+                             "'replay(negatives=seen)' or 'replay[selection=herding]' "
+                             "(recorded in the folder); default: the folder's recorded "
+                             f"baseline, else {baselines.DEFAULT} when present, else the "
+                             "first method alphabetically")
     args = parser.parse_args(argv)
     if not (Path(args.dir) / "records").is_dir():
-        print(f"error: {args.dir} holds no records/ folder; expected a results folder "
-              "written by python -m benchmarks.run", file=sys.stderr)
-        return 2
+        return _error(f"{args.dir} holds no records/ folder; expected a results folder "
+                      "written by python -m benchmarks.run")
+    if args.baseline:
+        try:
+            method = baselines.parse(args.baseline).method
+        except baselines.BaselineError as exc:
+            return _error(str(exc))
+        present = sorted({r["spec"]["method"] for r in Store(args.dir).load_all().values()})
+        if method not in present:
+            return _error(f"--baseline {args.baseline}: {method} has no cells in {args.dir}; "
+                          "accepted: " + ", ".join(present))
     print(" ".join(str(p) for p in render(args.dir, code_version(), args.baseline)))
     return 0
+
+
+def _error(message: str) -> int:
+    print("error: " + message, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

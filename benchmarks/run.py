@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
+from benchmarks.backbones import HEAD_INITS
 from benchmarks.runner.store import Store
 from benchmarks.runner.version import cell_version, code_version, method_source
 
@@ -42,7 +43,7 @@ RAY_TIMEOUT, RAY_RETRIES = 30.0, 3
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "memory", "device", "backbone",
                "pretrained", "image_size", "amp", "channels_last", "memory_labels",
-               "reset_optimizer", "memory_selection")
+               "reset_optimizer", "memory_selection", "head_init")
 TRAIN_KEYS = {"memory_selection": "selection"}  # flags named otherwise in the recipe
 
 # Config keys that are on/off switches on the command line.
@@ -133,6 +134,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", help="smallcnn, resnet32, resnet18, resnet50, resnet101 or "
                                       "timm:<model>, e.g. timm:tresnet_m (default: the "
                                       "stream's recipe)")
+    p.add_argument("--head-init", choices=HEAD_INITS,
+                   help="the classifier head's initialisation: linear (default: nn.Linear's) "
+                        "or kaiming (PyCIL's: kaiming-uniform weight, zero bias)")
     p.add_argument("--pretrained", metavar="PATH|timm:MODEL.TAG",
                    help="backbone weights from a local file (a torchvision state dict, or a "
                         "checkpoint timm reads for timm:<model>), or timm's published "
@@ -173,9 +177,11 @@ def parser() -> argparse.ArgumentParser:
                         f"{RAY_RETRIES}; a cell that raised is not)")
     p.add_argument("--out", help="results folder (default results/<name>)")
     p.add_argument("--name", help="grid name (default: the config's file name, or 'default')")
-    p.add_argument("--baseline", metavar="METHOD",
-                   help="leaderboard differences are paired to this method (default replay "
-                        "when in --methods, else the first of --methods)")
+    p.add_argument("--baseline", metavar="METHOD[(K=V, ...)][[K=V, ...]]",
+                   help="leaderboard differences are paired to this method, e.g. replay, "
+                        "'replay(negatives=seen)' or 'replay[selection=herding]' (recorded "
+                        "in the folder); default: the folder's recorded baseline, else replay "
+                        "when in --methods, else the first of --methods")
     p.add_argument("--rerun", metavar="METHOD[,METHOD]",
                    help="rerun these methods' cells even where records are done")
     p.add_argument("--tensorboard", action="store_true",
@@ -300,15 +306,13 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
                   plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin),
                   tuned=config.get("tuned"))
     if args.pretrained:
-        used = {s.train.get("backbone") or streams.parse(s.stream)[0].recipe["backbone"]
-                for s in grid.specs}
+        used = {backbone for backbone, _ in _backbones(grid.specs)}
         try:
             backbones.check_pretrained(args.pretrained, used, bool(args.download))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    if args.baseline and args.baseline not in methods:
-        raise UsageError(f"--baseline {args.baseline} is not in --methods; accepted: "
-                         + ", ".join(methods))
+    _check_baseline(args.baseline, methods)
+    _check_sets(sets, methods, config)
     rerun = split_list(args.rerun or "")
     if set(rerun) - set(methods):
         raise UsageError(f"--rerun names {', '.join(sorted(set(rerun) - set(methods)))}, "
@@ -334,6 +338,30 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
                 args.tensorboard, args.quiet, args.baseline)
 
 
+def _check_baseline(name: Optional[str], methods: list[str]) -> None:
+    """A --baseline name is readable and its method is in the grid."""
+    from benchmarks import baseline
+
+    if not name:
+        return
+    try:
+        method = baseline.parse(name).method
+    except baseline.BaselineError as exc:
+        raise UsageError(str(exc)) from None
+    if method not in methods:
+        raise UsageError(f"--baseline {name}: {method} is not in --methods; accepted: "
+                         + ", ".join(methods))
+
+
+def _check_sets(sets: dict, methods: list[str], config: dict) -> None:
+    """A --set for a method outside the grid would be ignored: refused (a config file's
+    ``set`` may hold methods its grid leaves out)."""
+    outside = sorted(set(sets) - set(methods) - set(config.get("set") or {}))
+    if outside:
+        raise UsageError(f"--set names {', '.join(outside)}, not in --methods, so it would be "
+                         f"ignored; accepted: {', '.join(methods)}")
+
+
 def check_heavy(plan: Plan, args: argparse.Namespace) -> None:
     """What needs torch or a cluster: embedded streams without an empty session, a CUDA
     device when asked for, a timm model the installed timm has, and a Ray cluster that can
@@ -349,6 +377,9 @@ def check_heavy(plan: Plan, args: argparse.Namespace) -> None:
             models.check_backbone(args.backbone)
         except ValueError as exc:
             raise UsageError(f"argument --backbone: {exc}") from None
+    # Named weights not downloaded yet are checked once fetched (download).
+    if args.pretrained and backbones.weights_file(args.pretrained).is_file():
+        _check_pretrained(plan, args.pretrained)
     if plan.executor == "local" and args.device == "cuda":
         import torch
 
@@ -363,12 +394,39 @@ def check_heavy(plan: Plan, args: argparse.Namespace) -> None:
 
 def download(plan: Plan, args: argparse.Namespace) -> None:
     """With --download: fetch the datasets and named weights the grid needs and lacks, once,
-    here in the driver, after every check and before any cell (benchmarks/download.py)."""
+    here in the driver, after every check and before any cell (benchmarks/download.py);
+    weights fetched now are then checked as check_heavy checks a file."""
     if args.download:
+        from benchmarks.backbones import weights_file
         from benchmarks.download import fetch
 
+        fresh = args.pretrained and not weights_file(args.pretrained).is_file()
         fetch(dict.fromkeys(spec.stream for spec in plan.specs), args.data_root,
               args.pretrained, plan.quiet)
+        if fresh:
+            _check_pretrained(plan, args.pretrained)
+
+
+def _backbones(specs: list[RunSpec]) -> set[tuple[str, int]]:
+    """The (backbone, input channels) pairs of the cells."""
+    from benchmarks import streams
+
+    pairs = set()
+    for spec in specs:
+        dataset = streams.parse(spec.stream)[0]
+        pairs.add((spec.train.get("backbone", dataset.recipe["backbone"]), dataset.channels))
+    return pairs
+
+
+def _check_pretrained(plan: Plan, path: str) -> None:
+    """The --pretrained file loads into every backbone of the grid, as a cell will load it."""
+    from benchmarks import models
+
+    for backbone, channels in sorted(_backbones(plan.specs)):
+        try:
+            models.build(backbone, 1, channels, path)
+        except ValueError as exc:
+            raise UsageError(f"--pretrained: {exc}") from None
 
 
 def _check_ray_flags(args: argparse.Namespace, executor: str) -> None:
@@ -401,7 +459,8 @@ def check_writable(out: Path) -> None:
 def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the pending cells, write each record as it arrives, render the report (also when
     interrupted, from the cells that finished)."""
-    from benchmarks.report import default_baseline, render
+    from benchmarks import baseline as baselines
+    from benchmarks.report import render
 
     def say(line):
         if not plan.quiet:
@@ -409,11 +468,13 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
 
     for line in plan.notes:
         say(line)
-    baseline = plan.baseline or default_baseline(spec.method for spec in plan.specs)
-    if not plan.baseline and baseline != "replay" and len({s.method for s in plan.specs}) > 1:
-        say(f"paired differences are to {baseline}, the first of --methods (no --baseline "
-            "given and replay is not in the grid)")
-    ids = [spec.id for spec in plan.specs]
+    methods = list(dict.fromkeys(spec.method for spec in plan.specs))
+    baseline = baselines.choose(plan.out, plan.baseline, methods)
+    recorded = baselines.read(plan.out)
+    if not plan.baseline and len(methods) > 1 and (recorded or baseline != baselines.DEFAULT):
+        say(f"paired differences are to {baseline}, "
+            + (f"recorded in {plan.out / baselines.FILE}" if recorded else
+               "the first of --methods") + " (--baseline changes it)")
     store = Store(plan.out)
     todo = store.pending(plan.specs, plan.rerun)
     for path in store.set_aside:
@@ -434,7 +495,7 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
         if todo:
             run_cells(plan, todo, store, version, cell)
     except KeyboardInterrupt:
-        paths = render(plan.out, version, baseline, ids)
+        paths = render(plan.out, version, baseline)
         print(f"interrupted: finished cells are saved in {plan.out} and in its leaderboard; "
               "run the same command to resume", file=sys.stderr)
         print(" ".join(str(path) for path in paths))
@@ -442,8 +503,11 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-    paths = render(plan.out, version, baseline, ids)
+    paths = render(plan.out, version, baseline)
     stored = store.load_all()
+    if len(stored) > len(plan.specs):
+        say(f"the report shows every record of {plan.out}: {len(stored)} cells, "
+            f"{len(plan.specs)} of them this grid's")
     failed = [stored[spec.id] for spec in plan.specs if stored[spec.id]["status"] != "done"]
     if failed:
         print(f"{len(failed)} of {len(plan.specs)} cells failed (tracebacks in "
@@ -509,6 +573,15 @@ def listing() -> str:
         if method.defaults:
             lines.append("      defaults: " + ", ".join(f"{k}={v!r}"
                                                         for k, v in method.defaults.items()))
+        accepted = {**{k: "|".join(map(str, v)) for k, v in method.choices.items()},
+                    **{k: _range(*v) for k, v in method.ranges.items()}}
+        if accepted:
+            lines.append("      accepted: " + ", ".join(f"{k} {v}"
+                                                        for k, v in accepted.items()))
+        lines += [f"      rule: {rule}" for _, rule, _ in method.constraints]
+        lines.append("      tuned (benchmarks.tune): " + ", ".join(
+            [*(f"{k} {_space(entry)}" for k, entry in method.space.items()),
+             "lr log-uniform around the stream recipe's"]))
     lines.append("streams (dataset:B<base>-C<inc>[?option=value&...]; dataset:B<all classes> is "
                  "one session):")
     for name, dataset in sorted(streams.datasets().items()):
@@ -517,6 +590,20 @@ def listing() -> str:
         lines.append(f"      protocols: {', '.join([*dataset.protocols, offline])}; options: "
                      + ", ".join(f"{k}={v!r}" for k, v in dataset.options.items()))
     return "\n".join(lines)
+
+
+def _range(low, high) -> str:
+    """A declared range as text: ``[0, 1]``, ``>= 0``."""
+    return (f"[{low}, {high}]" if low is not None and high is not None else
+            f">= {low}" if low is not None else f"<= {high}" if high is not None else "any")
+
+
+def _space(entry: tuple) -> str:
+    """A search-space entry as text: ``log-uniform [0.1, 10]``, ``one of a|b``."""
+    if entry[0] == "choice":
+        return "one of " + "|".join(map(str, entry[1]))
+    kind = {"log": "log-uniform", "float": "uniform", "int": "integers"}[entry[0]]
+    return f"{kind} [{entry[1]}, {entry[2]}]"
 
 
 if __name__ == "__main__":

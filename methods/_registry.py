@@ -8,8 +8,13 @@ A method file registers a build function::
 
 Hyperparameters merge as defaults < config file < ``--set name.key=value``; unknown keys,
 values of the wrong type, non-finite numbers, and values outside a key's declared ``choices``
-or ``ranges`` are a :class:`MethodError` naming what is accepted. Every numeric
-hyperparameter declares its range. ``space`` declares what ``benchmarks.tune`` searches
+or ``ranges``, and combinations that break a declared ``constraints`` entry are a
+:class:`MethodError` naming what is accepted. Every numeric hyperparameter declares its
+range; a rule between hyperparameters is a constraint::
+
+    constraints=[(("embed_dim", "num_heads"), "embed_dim is null or a multiple of num_heads",
+                  lambda embed_dim, num_heads: embed_dim is None or embed_dim % num_heads == 0)]
+ ``space`` declares what ``benchmarks.tune`` searches
 (the knobs the paper tunes), inside those ranges::
 
     space={"alpha": ("log", 0.1, 10.0),     # log-uniform
@@ -45,6 +50,7 @@ class Method:
     source: str = ""  # the file that registered it
     ranges: dict = field(default_factory=dict)
     space: dict = field(default_factory=dict)
+    constraints: tuple = ()  # (keys, rule in words, predicate over those keys' values)
 
     @property
     def external(self) -> bool:
@@ -67,11 +73,12 @@ SPACE_KINDS = ("float", "log", "int", "choice")
 
 
 def register(name: str, *, label_modes, defaults=None, paper: str = "", choices=None,
-             ranges=None, space=None):
+             ranges=None, space=None, constraints=()):
     """Decorator: register ``build(ctx) -> strategy`` as method ``name``; ``choices`` maps a
     hyperparameter to the values it accepts, ``ranges`` a numeric one to its ``(low,
     high)`` bounds (inclusive; None: unbounded), ``space`` a tuned one to its search range
-    (see the module docstring). A declaration that contradicts itself is a MethodError."""
+    (see the module docstring), ``constraints`` rules between hyperparameters. A declaration
+    that contradicts itself (its defaults breaking a rule included) is a MethodError."""
     modes = frozenset(label_modes)
     if not modes or not modes <= {"multi", "single"}:
         raise ValueError(f"method {name!r}: label_modes must be a subset of {{'multi', 'single'}}")
@@ -79,6 +86,8 @@ def register(name: str, *, label_modes, defaults=None, paper: str = "", choices=
     ranges, space = dict(ranges or {}), {k: _space_entry(name, k, v)
                                          for k, v in (space or {}).items()}
     _check_declaration(name, defaults, choices, ranges, space)
+    constraints = tuple((tuple(keys), rule, test) for keys, rule, test in constraints)
+    _check_constraints(name, defaults, constraints)
 
     def deco(fn):
         source = str(Path(getattr(sys.modules.get(fn.__module__), "__file__", None)
@@ -87,7 +96,7 @@ def register(name: str, *, label_modes, defaults=None, paper: str = "", choices=
             raise MethodError(f"method {name!r} is registered twice: by "
                               f"{_METHODS[name].source} and by {source}; rename one of them")
         _METHODS[name] = Method(name, fn, modes, defaults, paper, choices, source, ranges,
-                                space)
+                                space, constraints)
         return fn
 
     return deco
@@ -152,6 +161,19 @@ def _check_value(method, key, value, choices, ranges, what=None) -> None:
         raise MethodError(f"{what} is out of range; accepted: {_range_text(low, high)}")
 
 
+def _check_constraints(method: str, hparams: dict, constraints: tuple) -> None:
+    """MethodError naming the values and the rule of the first constraint ``hparams``
+    break."""
+    for keys, rule, test in constraints:
+        missing = sorted(set(keys) - set(hparams))
+        if missing:
+            raise MethodError(f"method {method!r}: constraint on {', '.join(missing)}, which "
+                              "are not hyperparameters (keys of defaults)")
+        if not test(*(hparams[k] for k in keys)):
+            values = ", ".join(f"{method}.{k}={hparams[k]!r}" for k in keys)
+            raise MethodError(f"{values} break the rule: {rule}")
+
+
 def _range_text(low, high) -> str:
     if low is not None and high is not None:
         return f"from {low} to {high}"
@@ -201,6 +223,7 @@ def resolve_hparams(name: str, overrides: dict) -> dict:
     hparams = {k: _coerce(name, k, overrides.get(k, v), v) for k, v in method.defaults.items()}
     for key, value in hparams.items():
         _check_value(name, key, value, method.choices, method.ranges)
+    _check_constraints(name, hparams, method.constraints)
     return hparams
 
 

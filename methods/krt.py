@@ -54,7 +54,11 @@ DEFAULTS = {"restore": "dynamic", "thre": 0.8, "label_cardinality": None,
           ranges={"thre": (0.0, 1.0), "label_cardinality": (0.0, None),
                   "lambda_tdl": (0.0, None), "embed_dim": (1, 4096), "depth": (1, 12),
                   "num_heads": (1, 64), "mlp_ratio": (0.25, 16.0), **ASL_RANGES},
-          space={"lambda_tdl": ("log", 1.0, 1000.0), "thre": ("float", 0.5, 0.95)})
+          space={"lambda_tdl": ("log", 1.0, 1000.0), "thre": ("float", 0.5, 0.95)},
+          constraints=[(("embed_dim", "num_heads"), "embed_dim is null or a multiple of "
+                        "num_heads (attention splits it into heads)",
+                        lambda embed_dim, num_heads: embed_dim is None
+                        or embed_dim % num_heads == 0)])
 def build(ctx):
     """KRT: dynamic pseudo-labels, incremental cross-attention and its token loss, replay."""
     from strategies.krt import (KnowledgeRestore, KnowledgeTransfer, KRTNet,

@@ -94,7 +94,7 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.split() == [str(tmp_path / name) for name in
                            ("leaderboard.csv", "leaderboard.md", "paired.csv", "per_seed.csv",
-                            "per_class.csv", "summary.md", "plots")]
+                            "per_class.csv", "summary.md", "plots", "baseline.txt")]
     assert err.splitlines()[0].startswith(f"1 of 2 cells failed (tracebacks in {tmp_path}")
     assert "explode on digits" in err and "RuntimeError: explode cannot be built" in err
     status = {r["spec"]["method"]: r["status"] for r in Store(tmp_path).load_all().values()}
@@ -126,11 +126,12 @@ def test_stale_records_are_flagged_until_rerun(tmp_path):
     store.write({**records[0], "code_version": "git:0123456789ab"})  # from older code
     assert main(argv, cell=forbidden) == 0
     row = pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]
-    assert row["code_versions"] == 2 and row["stale"]
+    assert len(row["code_versions"].split("; ")) == 2 and row["stale"]
+    assert "git:0123456789ab" in row["code_versions"]
     assert "| toy † |" in (tmp_path / "leaderboard.md").read_text()
     assert main([*argv, "--rerun", "toy"], cell=fake_cell.run_cell) == 0
     row = pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]
-    assert row["code_versions"] == 1 and not row["stale"]
+    assert "; " not in row["code_versions"] and not row["stale"]
 
 
 def test_a_config_file_expands_hyperparameter_lists_under_the_flags(tmp_path, monkeypatch,
@@ -240,6 +241,12 @@ def existing(tmp_path_factory):
     (["--streams", "digits:B0-C2?ratio=nan"], "option ratio='nan' for 'digits' must be a finite"),
     (["--streams", "digits:B0-C2?ratio=10&ratio=20"], "bad stream option 'ratio' given twice"),
     (["--out", "/proc/imbacil"], "--out /proc/imbacil is not writable"),
+    (["--methods", "krt", "--set", "krt.embed_dim=7"],
+     "krt.embed_dim=7, krt.num_heads=8 break the rule: embed_dim is null or a multiple of"),
+    (["--set", "wa.temperature=2"], "--set names wa, not in --methods, so it would be ignored"),
+    (["--pretrained", __file__], "are not a checkpoint torch can read"),
+    (["--baseline", "toy(alpha"], "--baseline 'toy(alpha' is not METHOD, METHOD(key=value"),
+    (["--baseline", "replay(negatives=seen)"], "replay is not in --methods; accepted: toy"),
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_results_alone(existing, argv, message,
                                                                    capsys):
@@ -378,6 +385,8 @@ def test_ctrl_c_keeps_finished_cells_and_writes_their_leaderboard(tmp_path, caps
     ["--methods", "replay", "--backbone", "nope"], ["--config", "nope.yaml"],
     ["--methods", "rebll", "--set", "rebll.tau=5"], ["--methods", "replay", "--lr", "nan"],
     ["--methods", "replay", "--streams", "coco:B40-C10"], ["--list"],
+    ["--methods", "krt", "--set", "krt.embed_dim=7"],
+    ["--methods", "replay", "--set", "wa.temperature=2"],
 ])
 def test_user_errors_and_list_answer_without_importing_torch(argv, tmp_path):
     """Every user error (and --list) is answered before torch is imported."""
@@ -408,18 +417,44 @@ def test_the_headline_command_without_replay_pairs_to_its_first_method(tmp_path,
     assert "paired differences are to toy, the first of --methods" in capsys.readouterr().err
     pairs = pd.read_csv(tmp_path / "paired.csv")
     assert set(pairs["method"]) == {"finetune"} and set(pairs["baseline"]) == {"toy"}
-    assert "Δ avg_mAP vs toy" in (tmp_path / "leaderboard.md").read_text()
+    assert "Δ avg mAP vs toy" in (tmp_path / "leaderboard.md").read_text()
 
 
-def test_the_run_cli_reports_its_own_grid_and_report_renders_the_folder(tmp_path):
+def test_a_command_whose_cells_all_fail_leaves_the_folders_leaderboard_whole(tmp_path):
+    base = ["--plugin", TOY, "--seeds", "0,1", "--out", str(tmp_path), "--quiet"]
+    assert main(["--methods", "toy,finetune", *base], cell=fake_cell.run_cell) == 0
+    board, md = pd.read_csv(tmp_path / "leaderboard.csv"), (tmp_path / "leaderboard.md")
+    before = md.read_text()
+    assert main(["--methods", "explode", *base, "--streams", TINY, "--epochs", "1"]) == 1
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "leaderboard.csv"), board)
+    assert md.read_text() == before and "| toy |" in before
+    assert set(pd.read_csv(tmp_path / "per_seed.csv")["status"]) == {"done", "failed"}
+
+
+def test_run_and_report_pair_to_the_same_recorded_baseline(tmp_path, capsys):
+    from benchmarks.report import main as report
+
+    argv = ["--methods", "toy,finetune", "--plugin", TOY, "--seeds", "0,1", "--out",
+            str(tmp_path), "--quiet"]
+    assert main(argv, cell=fake_cell.run_cell) == 0
+    assert (tmp_path / "baseline.txt").read_text() == "toy\n"  # the first of --methods
+    assert report([str(tmp_path)]) == 0  # alphabetically first would be finetune
+    assert set(pd.read_csv(tmp_path / "paired.csv")["baseline"]) == {"toy"}
+    assert main(["--methods", "finetune,toy", *argv[2:]], cell=forbidden) == 0
+    assert set(pd.read_csv(tmp_path / "paired.csv")["baseline"]) == {"toy"}
+
+
+def test_run_and_report_both_render_every_record_of_the_folder(tmp_path, capsys):
     from benchmarks.report import main as report
 
     base = ["--plugin", TOY, "--seeds", "0", "--out", str(tmp_path)]
     assert main(["--methods", "finetune", *base], cell=fake_cell.run_cell) == 0
     assert main(["--methods", "toy", *base], cell=fake_cell.run_cell) == 0
-    assert pd.read_csv(tmp_path / "leaderboard.csv")["method"].tolist() == ["toy"]
-    assert report([str(tmp_path)]) == 0
+    assert "the report shows every record of" in capsys.readouterr().err
     assert sorted(pd.read_csv(tmp_path / "leaderboard.csv")["method"]) == ["finetune", "toy"]
+    before = (tmp_path / "leaderboard.md").read_text()
+    assert report([str(tmp_path)]) == 0
+    assert (tmp_path / "leaderboard.md").read_text() == before
 
 
 def test_sigterm_ends_a_grid_like_ctrl_c(tmp_path):
@@ -441,3 +476,22 @@ def test_sigterm_ends_a_grid_like_ctrl_c(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted: finished cells are saved" in err
     assert pd.read_csv(tmp_path / "leaderboard.csv")["n_seeds"].tolist() == [1]
+
+
+def _help_default(make_parser, flag: str) -> str:
+    """The "(default X)" that ``flag``'s help text states."""
+    import re
+
+    action = next(a for a in make_parser()._actions if flag in a.option_strings)
+    return re.search(r"\(default ([^);]+)", action.help).group(1)
+
+
+def test_the_defaults_that_help_states_are_the_ones_a_grid_gets(tmp_path):
+    from benchmarks.run import make_plan, parse, parser
+
+    args, config = parse(["--methods", "finetune", "--out", str(tmp_path)])
+    plan = make_plan(args, config)
+    assert _help_default(parser, "--seeds") == ",".join(
+        map(str, sorted({spec.seed for spec in plan.specs})))
+    assert _help_default(parser, "--streams") == plan.specs[0].stream
+    assert _help_default(parser, "--workers") == str(plan.workers)

@@ -362,6 +362,8 @@ def test_download_needs_a_data_root_and_checks_the_rest_first(server, tmp_path, 
 
 # ---------------------------------------------------------------- weights by name
 
+RGB = "synthetic:B0-C5?classes=10&train=200&test=50&size=16"  # 3 channels, as timm's weights
+
 def test_named_timm_weights_are_fetched_once_and_every_cell_reads_them(
         monkeypatch, tmp_path, capsys):
     import timm
@@ -381,19 +383,21 @@ def test_named_timm_weights_are_fetched_once_and_every_cell_reads_them(
     monkeypatch.setenv("IMBACIL_WEIGHTS", str(tmp_path / "weights"))
     argv = ["--backbone", "timm:resnet10t", "--pretrained", "timm:resnet10t.c3_in1k",
             "--download"]
-    assert run(tmp_path, tmp_path / "a", *argv, streams_="digits:B0-C2") == 0
+    assert run(tmp_path, tmp_path / "a", *argv, streams_=RGB) == 0
     assert calls == [("resnet10t.c3_in1k", True)]
     saved = tmp_path / "weights" / "timm-resnet10t.c3_in1k.pth"
-    assert run(tmp_path, tmp_path / "b", *argv, streams_="digits:B0-C2") == 0
+    assert run(tmp_path, tmp_path / "b", *argv, streams_=RGB) == 0
     assert len(calls) == 1  # nothing fetched the second time
     monkeypatch.setattr(timm, "create_model", create)
     net = models.build("timm:resnet10t", 5, pretrained="timm:resnet10t.c3_in1k")
     state = torch.load(saved, weights_only=True)
     assert all(torch.equal(v, state[k]) for k, v in net.backbone.state_dict().items())
     assert weights_of("timm:resnet10t.c3_in1k")["name"] == "timm:resnet10t.c3_in1k"
-    argv[3] = "timm:resnet10t.no_such_tag"
     capsys.readouterr()
-    assert run(tmp_path, tmp_path / "c", *argv, streams_="digits:B0-C2") == 2
+    assert run(tmp_path, tmp_path / "d", *argv, streams_="digits:B0-C2") == 2  # 1 channel
+    assert "do not fit backbone 'timm:resnet10t'" in one_error(capsys)
+    argv[3] = "timm:resnet10t.no_such_tag"
+    assert run(tmp_path, tmp_path / "c", *argv, streams_=RGB) == 2
     assert "publishes no weights 'resnet10t.no_such_tag'" in one_error(capsys)
 
 

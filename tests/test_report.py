@@ -61,7 +61,7 @@ def test_rows_are_per_config_sorted_by_headline_and_flag_other_code(board):
     assert rows == [(SINGLE, "toy", "epochs=1"), (SINGLE, "best", "epochs=1"),  # by name
                     (MULTI, "best", "epochs=1"), (MULTI, "toy", "epochs=1"),
                     (MULTI, "toy", "alpha=2.0, epochs=1")]
-    assert board["code_versions"].tolist() == [1, 1, 2, 1, 1]
+    assert board["code_versions"].tolist() == ["v1", "v1", "v0; v1", "v1", "v1"]
     assert board["stale"].tolist() == [False, False, True, False, False]
     assert report.leaderboard(report.per_seed(RECORDS, current="v2"))["stale"].all()
 
@@ -82,16 +82,18 @@ def test_render_writes_csvs_markdown_and_plots_and_the_cli_rerenders(tmp_path, c
     assert len(csv) == 5 and csv.loc[3, "avg_mAP_mean"] == pytest.approx(42.0)
     md = (tmp_path / "leaderboard.md").read_text()
     assert f"## {MULTI} (multi-label)" in md and f"## {SINGLE} (single-label)" in md
-    # 40 and 44: mean 42, s = 2.83, t(0.975, 1) = 12.706 -> 12.706 * 2.83 / sqrt(2) = 25.41
-    assert "| toy | epochs=1 | 2 | 42.00 ± 25.41 |" in md
-    assert "| best † | epochs=1 | 2 | 51.00 ± 12.71 |" in md and "--rerun" in md
+    # 40 and 44: mean 42, s = 2.83, t(0.975, 1) = 12.706 -> 12.706 * 2.83 / sqrt(2) = 25.41,
+    # shown to its one significant digit's place: 42 ± 25; 12.71 starts with 1: two digits
+    assert "| toy | epochs=1 | 2 | 42 ± 25 |" in md
+    assert "| best † | epochs=1 | 2 | 51 ± 13 |" in md and "--rerun" in md
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert plots == sorted([f"{slug}_{kind}.png" for slug in ("digits_B0_C2", "digits_lt_B0_C2")
                             for kind in ("sessions", "last", "groups", "per_class")]
-                           + ["summary_ranks.png"])
+                           + ["summary_improvement.png", "summary_iqm.png"])
     summary = (tmp_path / "summary.md").read_text()
-    assert "Friedman test" in summary and "Not ranked (missing on some stream): toy (alpha=2.0" \
-        in summary
+    assert "Friedman test" in summary and "Not compared (missing on some stream): toy " \
+        "(alpha=2.0" in summary
+    assert "No Nemenyi diagram: with 2 methods on 2 streams" in summary  # CD 1.39 > 1
     assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
     (tmp_path / "leaderboard.csv").unlink()
     assert report.main([str(tmp_path)]) == 0
@@ -127,7 +129,7 @@ def test_paired_differences_by_hand_and_only_over_shared_seeds():
     seeds = pd.DataFrame([{"stream": MULTI, "method": m, "config": "", "hparams_config": "",
                            "train_config": "", "threads": 2, "seed": s, "avg_mAP": v}
                           for m, s, v in rows])
-    pairs = stats.paired_differences(seeds, "replay", ["avg_mAP"],
+    pairs = stats.paired_differences(seeds, seeds["method"] == "replay", "replay", ["avg_mAP"],
                                      ["stream", "train_config", "threads"])
     new = pairs[pairs["method"] == "new"].iloc[0]
     # differences 3, 2, 4 (seed 3 has no baseline): mean 3, s = 1, t(0.975, 2) = 4.3027
@@ -141,7 +143,8 @@ def test_one_pair_has_no_interval_and_is_never_significant():
     seeds = pd.DataFrame([{"stream": MULTI, "method": m, "config": "", "hparams_config": "",
                            "train_config": "", "threads": 2, "seed": 0, "avg_mAP": v}
                           for m, v in (("replay", 50.0), ("new", 70.0))])
-    row = stats.paired_differences(seeds, "replay", ["avg_mAP"], ["stream"]).iloc[0]
+    row = stats.paired_differences(seeds, seeds["method"] == "replay", "replay", ["avg_mAP"],
+                                   ["stream"]).iloc[0]
     assert row["n_pairs"] == 1 and math.isnan(row["diff_ci95"]) and not row["significant"]
 
 
@@ -173,7 +176,7 @@ def test_the_report_renders_every_plot_for_a_grid_with_pairs_to_replay(tmp_path)
                 store.write(_full_record(method, seed, stream, shift=3 * i + seed))
     paths = report.render(tmp_path, current="v1")
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert len(plots) == 9 and "summary_ranks.png" in plots and all(
+    assert len(plots) == 10 and "summary_iqm.png" in plots and all(
         (tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
     pairs = pd.read_csv(tmp_path / "paired.csv")
     better = pairs[(pairs["method"] == "better") & (pairs["metric"] == "avg_mAP")].iloc[0]
@@ -181,7 +184,7 @@ def test_the_report_renders_every_plot_for_a_grid_with_pairs_to_replay(tmp_path)
     board = pd.read_csv(tmp_path / "leaderboard.csv")
     assert {"last_old_mAP_mean", "last_new_mAP_ci95"} <= set(board.columns)
     md = (tmp_path / "leaderboard.md").read_text()
-    assert "Δ avg_mAP vs replay" in md and "| better | " in md
+    assert "Δ avg mAP vs replay" in md and "| better | " in md
     assert tmp_path / "paired.csv" in paths
 
 
@@ -202,3 +205,88 @@ def test_mean_ranks_friedman_and_critical_difference_against_a_table_worked_by_h
     assert critical_difference(4, 14) == pytest.approx(1.25, abs=0.01)  # Demsar's example
     ties = pd.DataFrame({"a": [1, 2], "b": [1, 1]})
     assert mean_ranks(ties).to_dict() == {"a": 1.25, "b": 1.75}
+
+
+def _variant(method, seed, value, hparams=None, train=None):
+    """A done record of ``method`` with overrides, whose summary metrics all equal ``value``."""
+    spec = RunSpec(method, MULTI, seed, hparams or {}, train or {})
+    return {"id": spec.id, "spec": spec.to_dict(), "status": "done", "error": None,
+            "env": {"threads": 1}, "stream": {"label_mode": "multi", "class_counts": [5, 1]},
+            "sessions": [{"session": 0, "n_seen": 2, "metrics": {"mAP": value},
+                          "per_class": [value, value]}],
+            "summary": {"avg_mAP": value, "last_mAP": value}, "wall_time_s": 1.0,
+            "code_version": "v1"}
+
+
+@pytest.fixture
+def variants(tmp_path):
+    """replay at its defaults (10), with negatives=seen (20) and under selection=prs (30),
+    selection=herding (35); krt at its defaults (50); seeds 0 and 1 (+1 on seed 1)."""
+    store = Store(tmp_path)
+    for seed in (0, 1):
+        for method, value, hparams, train in (
+                ("replay", 10, None, None), ("replay", 20, {"negatives": "seen"}, None),
+                ("replay", 30, None, {"selection": "prs"}),
+                ("replay", 35, None, {"selection": "herding"}), ("krt", 50, None, None)):
+            store.write(_variant(method, seed, value + seed, hparams, train))
+    return tmp_path
+
+
+def _diffs(folder):
+    pairs = pd.read_csv(folder / "paired.csv")
+    pairs = pairs[pairs["metric"] == "avg_mAP"]
+    return {(m, "" if pd.isna(c) else c): d for m, c, d in
+            zip(pairs["method"], pairs["config"], pairs["diff_mean"])}
+
+
+def test_a_baseline_can_name_an_override_or_a_training_flag(variants, capsys):
+    assert report.main([str(variants), "--baseline", "replay(negatives=seen)"]) == 0
+    # krt meets replay(negatives=seen) under the same (default) training config only
+    assert _diffs(variants) == {("replay", ""): -10, ("krt", ""): 30}
+    assert report.main([str(variants), "--baseline", "replay[selection=herding]"]) == 0
+    # a training-flag baseline is met by every row of the stream, whatever its flags
+    assert _diffs(variants) == {("replay", ""): -25, ("replay", "negatives=seen"): -15,
+                                ("replay", "selection=prs"): -5, ("krt", ""): 15}
+    assert "Δ avg mAP vs replay[selection=herding]" in (variants / "leaderboard.md").read_text()
+
+
+def test_the_baseline_is_recorded_so_a_rerender_pairs_alike(variants, capsys):
+    assert report.main([str(variants), "--baseline", "krt"]) == 0
+    assert (variants / "baseline.txt").read_text() == "krt\n"
+    assert report.main([str(variants)]) == 0  # no --baseline: the recorded one, not replay
+    assert set(pd.read_csv(variants / "paired.csv")["baseline"]) == {"krt"}
+    assert _diffs(variants)[("replay", "")] == -40
+
+
+@pytest.mark.parametrize("name, message", [
+    ("replay(negatives", "is not METHOD, METHOD(key=value, ...)"),
+    ("replay(seen)", "expected key=value, got 'seen'"),
+    ("lwf", "lwf has no cells in"),
+])
+def test_a_bad_baseline_is_one_line_and_exit_2(variants, capsys, name, message):
+    before = sorted(p.name for p in variants.iterdir())
+    assert report.main([str(variants), "--baseline", name]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+    assert sorted(p.name for p in variants.iterdir()) == before
+
+
+def test_the_baseline_rule_given_then_recorded_then_replay_then_first(tmp_path):
+    from benchmarks import baseline
+
+    assert baseline.choose(tmp_path, None, ["toy", "replay"]) == "replay"
+    assert baseline.choose(tmp_path, None, ["toy", "lwf"]) == "toy"
+    baseline.record(tmp_path, "lwf")
+    assert baseline.choose(tmp_path, None, ["toy", "replay"]) == "lwf"
+    assert baseline.choose(tmp_path, "replay( negatives = seen )", []) == \
+        "replay(negatives=seen)"
+
+
+def test_headline_values_are_rounded_to_what_their_interval_supports():
+    assert report.mean_ci(96.0833, 0.9164) == "96.1 ± 0.9"
+    assert report.mean_ci(94.9, 1.5828) == "94.9 ± 1.6"  # a half-width starting with 1
+    assert report.mean_ci(42.0, 25.41) == "42 ± 25"
+    assert report.mean_ci(0.0123, 0.0004) == "0.012 ± 0.000"  # at most 3 decimals
+    assert report.mean_ci(51.234, float("nan")) == "51.2"  # one seed: no interval
+    assert report.short_config("lr=0.0032103822667175212, negatives=seen, w=1.5") == \
+        "lr=0.00321, negatives=seen, w=1.5"

@@ -173,3 +173,10 @@ def test_tuned_rows_are_paired_with_the_baseline_tuned_alike(tmp_path, spaced):
     # each method has its own tuned learning rate, yet spaced meets the tuned replay
     assert set(pairs["method"]) == {"spaced"} and set(pairs["n_pairs"]) == {5}
     assert set(pairs["paired_config"]) == {"tuned: valid budget 2"}
+    # a baseline tuned with hyperparameters of its own (not only a learning rate) pairs too
+    assert run(["--config", str(tmp_path / "tune" / "tuned.yaml"), "--out",
+                str(tmp_path / "test"), "--baseline", "spaced"], cell=fake_cell.run_cell) == 0
+    pairs = pd.read_csv(tmp_path / "test" / "paired.csv")
+    assert set(pairs["method"]) == {"replay"} and set(pairs["n_pairs"]) == {5}
+    assert set(pairs["baseline"]) == {"spaced"}
+    assert "Δ avg mAP vs spaced" in (tmp_path / "test" / "leaderboard.md").read_text()

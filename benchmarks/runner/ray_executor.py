@@ -206,7 +206,7 @@ def _provenance(record: dict, version: Optional[str], attempts: int, crashes: li
         record.update(status="failed", error=(
             f"code version mismatch: node {ran.get('hostname')} ({ran.get('node_ip')}) ran "
             f"{node_version}, the driver has {version}; install the driver's code on every "
-            "node (README: Ray)"))
+            "node (docs/ray.md)"))
     return record
 
 

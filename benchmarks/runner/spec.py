@@ -6,8 +6,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from benchmarks.backbones import HEAD_INITS
+
 # Training-config keys that do not change the numbers a cell produces, so not its identity.
 _NOT_IDENTITY = ("num_workers",)
+# Training options added after cells were recorded, with the value every older cell ran with:
+# that value is dropped from a spec, so that giving it keeps the cell (and its id) it was.
+_BEFORE_OPTION = {"head_init": HEAD_INITS[0]}
 
 
 @dataclass(frozen=True)
@@ -16,7 +21,8 @@ class RunSpec:
     the stream's recipe (epochs, batch_size, lr, memory, device, ...); ``data_root`` says
     where real data lives and ``tuning`` how the hyperparameters were chosen (empty: the
     method's defaults and the user's overrides; e.g. ``valid budget 16``): neither is part of
-    the cell's identity."""
+    the cell's identity. A ``train`` option at the value cells had before the option existed
+    (``head_init: linear``) is dropped."""
 
     method: str
     stream: str
@@ -26,6 +32,10 @@ class RunSpec:
     data_root: Optional[str] = None
     plugins: tuple = ()
     tuning: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "train", {k: v for k, v in self.train.items()
+                                           if k not in _BEFORE_OPTION or _BEFORE_OPTION[k] != v})
 
     @property
     def id(self) -> str:

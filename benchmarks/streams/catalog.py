@@ -14,7 +14,8 @@ DIGITS_RECIPE = dict(backbone="smallcnn", image_size=DIGITS_SIZE, epochs=4, opti
                      memory_mode="per_class", selection="herding", milestones=[],
                      num_workers=0, reset_optimizer=True)
 # The MLCIL training recipe of KRT's released code (TResNet-M at 224, Adam 4e-5, batch 64,
-# 20 epochs, herding memory per class); what it leaves out of KRT's code is listed in README.
+# 20 epochs, herding memory per class); what it leaves out of KRT's code is listed in
+# docs/streams.md.
 MLCIL_RECIPE = dict(backbone="timm:tresnet_m", image_size=224, epochs=20, optimizer="adam",
                     lr=4e-5, weight_decay=1e-4, batch_size=64, memory=20,
                     memory_mode="per_class", selection="herding", milestones=[],
