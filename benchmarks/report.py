@@ -77,7 +77,8 @@ ROW = ["stream", "method", "config", "threads"]
 PAIRED_ON = ["stream", "paired_config", "threads"]
 # The columns of per_seed.csv before the summary metrics.
 CELL = ["id", *ROW, "hparams_config", "train_config", "paired_config", "seed", "tuning",
-        "label_mode", "pretrained", "status", "error", "code_version", "stale", "wall_time_s"]
+        "suite", "label_mode", "pretrained", "status", "error", "code_version", "stale",
+        "wall_time_s"]
 
 
 def _items(overrides: dict) -> str:
@@ -104,7 +105,7 @@ def per_seed(records: list[dict], current: Optional[str] = None) -> pd.DataFrame
                      "threads": (record.get("env") or {}).get("threads"),
                      "hparams_config": _items(spec["hparams"]),
                      "train_config": _items(spec["train"]), "seed": spec["seed"],
-                     "tuning": spec.get("tuning", ""),
+                     "tuning": spec.get("tuning", ""), "suite": spec.get("suite", ""),
                      "paired_config": (f"tuned: {spec['tuning']}" if spec.get("tuning")
                                        else _items(spec["train"])),
                      "label_mode": (record.get("stream") or {}).get("label_mode"),
@@ -135,6 +136,7 @@ def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
                "config": config, "threads": threads,
                "hparams_config": cells["hparams_config"].iloc[0],
                "tuning": cells["tuning"].iloc[0] or "defaults",
+               "suite": ", ".join(sorted(set(cells["suite"]) - {""})),
                "pretrained": bool(cells["pretrained"].all()), "n_seeds": len(cells)}
         for metric in metrics:
             values = pd.to_numeric(cells[metric], errors="coerce")
@@ -147,7 +149,7 @@ def leaderboard(seeds: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     board = pd.DataFrame(rows, columns=[
         "stream", "label_mode", "method", "config", "threads", "hparams_config", "tuning",
-        "pretrained", "n_seeds",
+        "suite", "pretrained", "n_seeds",
         *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")),
         "wall_time_s_mean", "code_versions", "stale"])
     board["_headline"] = [row.get(f"avg_{SESSION_METRIC.get(row['label_mode'])}_mean")
@@ -239,7 +241,8 @@ def markdown(board: pd.DataFrame, pairs: Optional[pd.DataFrame] = None) -> str:
         header = ["method", "config", "seeds", *(f"{h} (%)" for h in metrics.values()),
                   *(f"Δ {HEADLINE[mode][m]} vs {baseline}" for m in deltas),
                   *(["threads"] if threads else [])]
-        lines = [f"## {stream} ({mode}-label)", "",
+        suite = ", ".join(sorted(set(", ".join(rows["suite"]).split(", ")) - {""}))
+        lines = [f"## {stream} ({mode}-label" + (f"; suite {suite}" if suite else "") + ")", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in rows.iterrows():
             cells = [row["method"] + (" †" if row["stale"] else ""),

@@ -3,6 +3,7 @@
     python -m benchmarks.run --methods finetune,replay                  # embedded stream
     python -m benchmarks.run --methods rebll --streams coco:B40-C10 --data-root /data/coco
     python -m benchmarks.run --config grid.yaml --workers 2             # options from a file
+    python -m benchmarks.run --methods finetune,replay --suite imbacil-v1   # a named suite
     python -m benchmarks.run --list                                     # methods and streams
 
 Results go to ``--out`` (default ``results/<name>``): ``records/<id>.json`` per cell,
@@ -115,6 +116,9 @@ def parser() -> argparse.ArgumentParser:
                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", help="comma-separated method names (see --list)")
     p.add_argument("--streams", help=f"comma-separated streams (default {DEFAULT_STREAM})")
+    p.add_argument("--suite", metavar="NAME",
+                   help="the evaluation streams of a named, versioned suite, e.g. imbacil-v1 "
+                        "(instead of --streams; see --list)")
     p.add_argument("--seeds", help=f"comma-separated integer seeds (default {DEFAULT_SEEDS})")
     p.add_argument("--epochs", type=_at_least(int, 1), help="epochs per session")
     p.add_argument("--batch-size", type=_at_least(int, 1))
@@ -186,7 +190,8 @@ def parser() -> argparse.ArgumentParser:
                    help="rerun these methods' cells even where records are done")
     p.add_argument("--tensorboard", action="store_true",
                    help="log each cell's per-session metrics under OUT/tensorboard/<id>")
-    p.add_argument("--list", action="store_true", help="list methods and streams, then exit")
+    p.add_argument("--list", action="store_true",
+                   help="list methods, streams and suites, then exit")
     p.add_argument("--quiet", action="store_true",
                    help="print only errors and the final line of output paths")
     return p
@@ -298,13 +303,15 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
         raise UsageError(f"--methods is required, e.g. --methods finetune,replay; known: {known}")
     methods = split_list(args.methods)
     sets = parse_sets(args.set)
-    grid = expand(methods, split_list(args.streams or DEFAULT_STREAM),
+    suite = chosen_suite(args)
+    names = suite.streams() if suite else split_list(args.streams or DEFAULT_STREAM)
+    grid = expand(methods, names,
                   parse_seeds(DEFAULT_SEEDS if args.seeds is None else args.seeds), sets=sets,
                   grid=config.get("grid"), data_root=args.data_root,
                   train={TRAIN_KEYS.get(k, k): getattr(args, k) for k in TRAIN_FLAGS
                          if getattr(args, k) is not None},
                   plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin),
-                  tuned=config.get("tuned"))
+                  tuned=config.get("tuned"), suite=suite.label if suite else "")
     if args.pretrained:
         used = {backbone for backbone, _ in _backbones(grid.specs)}
         try:
@@ -360,6 +367,18 @@ def _check_sets(sets: dict, methods: list[str], config: dict) -> None:
     if outside:
         raise UsageError(f"--set names {', '.join(outside)}, not in --methods, so it would be "
                          f"ignored; accepted: {', '.join(methods)}")
+
+
+def chosen_suite(args: argparse.Namespace):
+    """The suite ``--suite`` names (None without one); with ``--streams`` too, a UsageError."""
+    from benchmarks import suites
+
+    if not args.suite:
+        return None
+    if args.streams:
+        raise UsageError("--suite and --streams exclude each other (a suite fixes its "
+                         "streams); give one of them")
+    return suites.load(args.suite)
 
 
 def check_heavy(plan: Plan, args: argparse.Namespace) -> None:
@@ -561,8 +580,9 @@ def _stale_methods(store: Store, specs: list[RunSpec], todo: list[RunSpec],
 
 
 def listing() -> str:
-    """The registered methods (label modes, defaults) and datasets (protocols, options)."""
-    from benchmarks import streams
+    """The registered methods (label modes, defaults), datasets (protocols, options) and
+    suites (streams)."""
+    from benchmarks import streams, suites
     from methods import discover
 
     lines = ["methods:"]
@@ -589,7 +609,7 @@ def listing() -> str:
         lines.append(f"  {name}  [{dataset.label_mode}-label]  {dataset.description}")
         lines.append(f"      protocols: {', '.join([*dataset.protocols, offline])}; options: "
                      + ", ".join(f"{k}={v!r}" for k, v in dataset.options.items()))
-    return "\n".join(lines)
+    return "\n".join(lines + suites.listing())
 
 
 def _range(low, high) -> str:

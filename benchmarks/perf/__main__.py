@@ -202,16 +202,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.methods = args.methods and cost_variants(args.methods)
     args.stream = args.stream and cost_stream(args.stream)
-    args.out = Path(args.out)
-    if args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a folder; give the JSON file to write")
-    check_writable(args.out.parent)
-    args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in args.rows if r not in ROWS]
-    if unknown or not args.rows:
-        raise UsageError(f"--rows {','.join(unknown) or 'is empty'}: accepted rows are "
-                         f"{', '.join(ROWS)}")
+    args.out = json_out(args.out)
+    args.rows = selection(args.rows, ROWS, "--rows", "rows")
     return args
+
+
+def json_out(text: str) -> Path:
+    """``--out``: a JSON file in a writable folder (UsageError otherwise)."""
+    out = Path(text)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give the JSON file to write")
+    check_writable(out.parent)
+    return out
+
+
+def selection(text: str, accepted, flag: str, noun: str) -> list[str]:
+    """A comma-separated selection among ``accepted`` (UsageError for others or none)."""
+    chosen = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in accepted]
+    if unknown or not chosen:
+        raise UsageError(f"{flag} {','.join(unknown) or 'is empty'}: accepted {noun} are "
+                         f"{', '.join(accepted)}")
+    return chosen
 
 
 def cost_variants(text: str) -> dict:

@@ -3,6 +3,7 @@ process each time (imports, stream building, training, evaluation, report)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,19 +18,28 @@ PEAK_WRAPPER = ("import resource, subprocess, sys; code = subprocess.call(sys.ar
                 "resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(code)")
 
 
-def run_command(args: list[str]) -> dict:
-    """Run ``python -m benchmarks.run ARGS --quiet --out TMP``; wall seconds and the peak
-    resident memory of its largest process (MiB). A failing run raises with its last
-    error line."""
+def run_command(args: list[str], out: Path | None = None,
+                timeout: float | None = None) -> dict:
+    """Run ``python -m benchmarks.run ARGS --quiet --out OUT`` (OUT: ``out``, else a temporary
+    folder); wall seconds and the peak resident memory of its largest process (MiB). A
+    failing run raises with its last error line; one still running after ``timeout`` seconds
+    is stopped as Ctrl-C stops it (its finished cells kept in ``out``) and raises
+    TimeoutError."""
     with tempfile.TemporaryDirectory() as tmp:
         peak, log = Path(tmp) / "peak.txt", Path(tmp) / "stderr.txt"
         command = [sys.executable, "-m", "benchmarks.run", *args, "--quiet", "--out",
-                   f"{tmp}/out"]
+                   str(out or f"{tmp}/out")]
         with log.open("w") as stderr:
             start = time.perf_counter()
-            code = subprocess.call([sys.executable, "-c", PEAK_WRAPPER, str(peak), *command],
-                                   stdout=subprocess.DEVNULL, stderr=stderr,
-                                   cwd=Path(__file__).resolve().parents[2])
+            process = subprocess.Popen([sys.executable, "-c", PEAK_WRAPPER, str(peak), *command],
+                                       stdout=subprocess.DEVNULL, stderr=stderr,
+                                       cwd=Path(__file__).resolve().parents[2],
+                                       start_new_session=True)
+            try:
+                code = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _stop(process)
+                raise TimeoutError(f"{' '.join(command[1:])}: stopped after {timeout:.0f} s")
             wall = time.perf_counter() - start
         if code:
             lines = log.read_text().strip().splitlines()
@@ -38,6 +48,17 @@ def run_command(args: list[str]) -> dict:
         peak_mib = int(peak.read_text()) / 1024
     return {"command": "python -m benchmarks.run " + " ".join(args), "wall_s": wall,
             "peak_mib": peak_mib}
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the command's process group (the run CLI saves its finished cells), then
+    SIGKILL if it has not ended within 30 s."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def grid_scaling(grid: list[str], workers: int) -> dict:

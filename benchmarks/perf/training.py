@@ -44,17 +44,46 @@ def _model(built, train, device):
     return build_model(built.benchmark, built.info, train, seed=0).to(device)
 
 
+class SteadyClock(SupervisedPlugin):
+    """Times a training session from its iteration ``skip`` (its batch already fetched) to
+    the session's end: loader start-up and the first steps (allocator, kernel autotuning)
+    stay out. The device is synchronised at those two points only."""
+
+    def __init__(self, skip: int, device: torch.device):
+        super().__init__()
+        self.skip, self.device = skip, device
+        self.iterations, self.start, self.seconds = 0, None, None
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.iterations, self.start, self.seconds = 0, None, None
+
+    def before_training_iteration(self, strategy, **kwargs):
+        if self.iterations == self.skip:
+            _sync(self.device)
+            self.start = time.perf_counter()
+
+    def after_training_iteration(self, strategy, **kwargs):
+        self.iterations += 1
+
+    def after_training_exp(self, strategy, **kwargs):
+        if self.start is not None:
+            _sync(self.device)
+            self.seconds = time.perf_counter() - self.start
+
+
 def suite_seconds(built, train, session: int, method: str = "finetune",
-                  plugins=(), overrides: dict | None = None) -> float:
+                  plugins=(), overrides: dict | None = None, skip: int | None = None) -> float:
     """Seconds ``method``'s strategy (its defaults updated by ``overrides``) takes to train
-    ``session`` (earlier ones untimed)."""
+    ``session`` (earlier ones untimed); with ``skip``, from its iteration ``skip`` on
+    (:class:`SteadyClock`)."""
     device = torch.device(train["device"])
     exps = list(built.benchmark.train_stream)[: session + 1]
     model = _model(built, train, device)
     recipe = methods.get(method)
     hparams = methods.resolve_hparams(method, overrides or {})
+    clock = [] if skip is None else [SteadyClock(skip, device)]
     ctx = methods.MethodContext(model, built.info, hparams, train, built.benchmark, device,
-                                list(plugins))
+                                [*plugins, *clock])
     strategy = recipe.build(ctx)
     for exp in exps[:-1]:
         strategy.train(exp)
@@ -62,14 +91,15 @@ def suite_seconds(built, train, session: int, method: str = "finetune",
     start = time.perf_counter()
     strategy.train(exps[-1])
     _sync(device)
-    return time.perf_counter() - start
+    return clock[0].seconds if clock else time.perf_counter() - start
 
 
-def hand_seconds(built, train, session: int, data) -> float:
+def hand_seconds(built, train, session: int, data, skip: int | None = None) -> float:
     """Seconds a plain PyTorch loop takes over the same tensors ``data = (x, y, mask)``:
     the same model, optimizer, loss, batch size, epochs and (when set) autocast and
     channels-last, each batch copied to the device from pinned memory, as a DataLoader with
-    ``pin_memory`` does."""
+    ``pin_memory`` does; with ``skip``, from its iteration ``skip`` on, as
+    :class:`SteadyClock` times the suite."""
     device = torch.device(train["device"])
     x, y, mask = data
     n_seen = built.info.seen_after(session)
@@ -82,9 +112,14 @@ def hand_seconds(built, train, session: int, data) -> float:
     batch = train["batch_size"]
     _sync(device)
     start = time.perf_counter()
+    iterations = 0
     for _ in range(train["epochs"]):
         for rows in torch.randperm(len(x)).split(batch):
             xb, yb, mb = (_to(device, t[rows]) for t in (x, y, mask))
+            if iterations == skip:
+                _sync(device)
+                start = time.perf_counter()
+            iterations += 1
             xb = xb.contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 logits = model(xb).float()
@@ -111,25 +146,31 @@ def session_tensors(built, session: int):
     return x, y, mask
 
 
-def step_overhead(where: Session, repeats: int) -> dict:
-    """Samples/s of the suite's ``finetune`` and of the hand loop; median time ratio."""
+def step_overhead(where: Session, repeats: int, skip: int | None = None) -> dict:
+    """Samples/s of the suite's ``finetune`` and of the hand loop; median time ratio. With
+    ``skip``, the steady state: each session timed from its iteration ``skip`` on."""
     built, train = where.build()
     data = session_tensors(built, where.session)
     samples = len(data[0]) * train["epochs"]
+    if skip is not None:
+        if skip * train["batch_size"] >= len(data[0]):
+            raise ValueError(f"skip={skip} batches of {train['batch_size']} leaves none of the "
+                             f"session's {len(data[0])} samples to time")
+        samples -= skip * train["batch_size"]
     suite_seconds(built, train, where.session)  # warm-up: allocator, kernels, autotuning
     hand_seconds(built, train, where.session, data)
     suite, hand = [], []
     for r in range(repeats):
-        runs = [(suite, lambda: suite_seconds(built, train, where.session)),
-                (hand, lambda: hand_seconds(built, train, where.session, data))]
+        runs = [(suite, lambda: suite_seconds(built, train, where.session, skip=skip)),
+                (hand, lambda: hand_seconds(built, train, where.session, data, skip))]
         for times, run in runs[:: 1 if r % 2 == 0 else -1]:
             times.append(run())
     ratios = [s / h for s, h in zip(suite, hand)]
     return {"ratio": statistics.median(ratios), "ratios": ratios,
             "suite_samples_per_s": samples / statistics.median(suite),
             "hand_samples_per_s": samples / statistics.median(hand),
-            "samples": samples, "threads": torch.get_num_threads(), "stream": where.stream,
-            "session": where.session, "train": train}
+            "samples": samples, "skipped_iterations": skip, "threads": torch.get_num_threads(),
+            "stream": where.stream, "session": where.session, "train": train}
 
 
 class SampleCounter(SupervisedPlugin):

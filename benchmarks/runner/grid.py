@@ -13,6 +13,9 @@ given on the command line win; paths are relative to the working directory)::
     set: {lwf: {temperature: 1.0}}         # one value, like --set lwf.temperature=1.0
     grid: {lwf: {alpha: [0.5, 1.0, 2.0]}}  # three variants of lwf
 
+``suite: imbacil-v1`` (like ``--suite``) stands for the streams of a named suite
+(benchmarks/suites), in place of ``streams``.
+
 ``tuned`` (what ``benchmarks.tune`` writes) gives per method and stream the chosen
 hyperparameters and learning rate, and how they were chosen::
 
@@ -40,7 +43,7 @@ CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "opt
                "backbone", "pretrained", "image_size", "amp", "channels_last", "reset_optimizer",
                "device", "data_root", "download", "set", "grid", "plugins", "workers", "threads",
                "executor", "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline",
-               "tuned")
+               "tuned", "suite")
 TUNED_KEYS = ("hparams", "lr", "tuning")
 
 
@@ -136,7 +139,7 @@ def load_config(path) -> dict:
 def expand(methods: list[str], stream_names: list[str], seeds: list[int], *,
            sets: Optional[dict] = None, grid: Optional[dict] = None,
            train: Optional[dict] = None, data_root: Optional[str] = None,
-           plugins: tuple = (), tuned: Optional[dict] = None) -> Grid:
+           plugins: tuple = (), tuned: Optional[dict] = None, suite: str = "") -> Grid:
     """Every cell of the grid, each spec once, hyperparameters checked and typed;
     ``plugins`` are the method files a cell loads (loaded here already).
 
@@ -144,7 +147,8 @@ def expand(methods: list[str], stream_names: list[str], seeds: list[int], *,
     A key in ``sets`` is fixed: it is taken out of ``grid``. Streams are named canonically
     (:func:`benchmarks.streams.canonical`), so that one stream is one cell id however the
     user wrote its options. ``tuned`` maps a method and stream to the one configuration
-    ``benchmarks.tune`` chose there (see the module docstring).
+    ``benchmarks.tune`` chose there (see the module docstring); ``suite`` names the suite
+    the streams come from, recorded in every spec.
     """
     sets, grid = sets or {}, grid or {}
     for method in [*methods, *sets, *grid, *(tuned or {})]:
@@ -169,7 +173,7 @@ def expand(methods: list[str], stream_names: list[str], seeds: list[int], *,
             for hparams, cell_train, tuning in configs:
                 for seed in seeds:
                     spec = RunSpec(method, name, seed, hparams, cell_train, data_root,
-                                   tuple(plugins), tuning)
+                                   tuple(plugins), tuning, suite)
                     specs.setdefault(spec.id, spec)
     return Grid(list(specs.values()), skipped)
 

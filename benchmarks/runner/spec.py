@@ -19,10 +19,11 @@ _BEFORE_OPTION = {"head_init": HEAD_INITS[0]}
 class RunSpec:
     """What one cell runs. ``hparams`` override the method's defaults; ``train`` overrides
     the stream's recipe (epochs, batch_size, lr, memory, device, ...); ``data_root`` says
-    where real data lives and ``tuning`` how the hyperparameters were chosen (empty: the
-    method's defaults and the user's overrides; e.g. ``valid budget 16``): neither is part of
-    the cell's identity. A ``train`` option at the value cells had before the option existed
-    (``head_init: linear``) is dropped."""
+    where real data lives, ``tuning`` how the hyperparameters were chosen (empty: the
+    method's defaults and the user's overrides; e.g. ``valid budget 16``) and ``suite`` the
+    stream suite the cell was run for (e.g. ``imbacil-v1``; empty: none): none of them is
+    part of the cell's identity. A ``train`` option at the value cells had before the option
+    existed (``head_init: linear``) is dropped."""
 
     method: str
     stream: str
@@ -32,6 +33,7 @@ class RunSpec:
     data_root: Optional[str] = None
     plugins: tuple = ()
     tuning: str = ""
+    suite: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "train", {k: v for k, v in self.train.items()

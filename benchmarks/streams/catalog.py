@@ -42,7 +42,8 @@ def _digits_bytes(images: int) -> int:
     return 3 * images * DIGITS_SIZE * DIGITS_SIZE * 4
 
 
-declare("digits", label_mode="multi", num_classes=DIGITS_CLASSES, protocols=["B0-C2", "B4-C2"],
+declare("digits", label_mode="multi", num_classes=DIGITS_CLASSES,
+        protocols=["B0-C2", "B4-C2", "B0-C1"],
         builder="digits:build_digits",
         options={"data_seed": 0, "ratio": 10.0, "train": 3000, "test": 1000},
         limits={"ratio": (1, 1000), "train": (50, None), "test": (10, None)},
@@ -51,7 +52,7 @@ declare("digits", label_mode="multi", num_classes=DIGITS_CLASSES, protocols=["B0
         description="embedded multi-label digit canvases, long-tailed (offline)")
 
 declare("digits-lt", label_mode="single", num_classes=DIGITS_CLASSES,
-        protocols=["B0-C2", "B4-C2"], builder="digits:build_digits_lt",
+        protocols=["B0-C2", "B4-C2", "B0-C1"], builder="digits:build_digits_lt",
         options={"data_seed": 0, "ratio": 10.0, "n_max": 400, "test_per_class": 100},
         limits={"ratio": (1, 1000), "n_max": (1, None), "test_per_class": (1, None)},
         recipe=DIGITS_RECIPE, channels=1, embedded=True,
