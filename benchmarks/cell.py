@@ -12,7 +12,6 @@ import platform
 import random
 import time
 import traceback
-from pathlib import Path
 from typing import Optional
 
 import avalanche
@@ -21,6 +20,7 @@ import torch
 
 import methods
 from benchmarks import diagnostics, models, streams
+from benchmarks.backbones import is_named, weights_file
 from benchmarks.metrics import ScoreCollector, per_class_on_subsets, summarize
 from benchmarks.progress import Progress
 from benchmarks.runner.spec import RunSpec, new_record
@@ -62,12 +62,15 @@ def build_model(benchmark, info, train: dict, seed: int) -> torch.nn.Module:
                         train["head_init"])
 
 
-def weights_of(path: Optional[str]) -> Optional[dict]:
-    """The pretrained weights a cell starts from: file and content hash (None: from scratch)."""
-    if not path:
+def weights_of(pretrained: Optional[str]) -> Optional[dict]:
+    """The pretrained weights a cell starts from: file and content hash, and the name of
+    named weights (None: from scratch)."""
+    if not pretrained:
         return None
-    return {"path": str(Path(path).resolve()),
-            "sha1": hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]}
+    path = weights_file(pretrained)
+    return {"path": str(path.resolve()),
+            "sha1": hashlib.sha1(path.read_bytes()).hexdigest()[:12],
+            **({"name": pretrained} if is_named(pretrained) else {})}
 
 
 def environment(device: torch.device) -> dict:

@@ -20,10 +20,12 @@ Backbones: ``smallcnn`` (for the embedded digits canvases; fast on a CPU), ``res
 CIFAR ResNet of He et al. 2016, 3 stages x 5 basic blocks, 16/32/64 channels, as used by the
 long-tailed CIL code), torchvision's ``resnet18`` / ``resnet50`` / ``resnet101``, and any
 model of timm (pytorch-image-models) as ``timm:<name>`` (e.g. ``timm:tresnet_m``), built
-without its classifier. Pretrained weights come only from a local file (``pretrained=PATH``:
+without its classifier. Pretrained weights come from a local file (``pretrained=PATH``:
 a torchvision state dict, or for ``timm:`` a checkpoint timm reads, converted by the model's
-own checkpoint filter, e.g. the inplace-ABN TResNet checkpoints of ASL / KRT); the
-classifier's entries are dropped, every other weight must fit. Nothing is downloaded.
+own checkpoint filter, e.g. the inplace-ABN TResNet checkpoints of ASL / KRT), or by name
+(``pretrained="timm:tresnet_m.miil_in21k"``) from the file ``--download`` saved them to
+(``backbones.weights_file``); the classifier's entries are dropped, every other weight must
+fit. Nothing is downloaded here.
 
 ``CILNet.spatial_trunk()`` gives the backbone's last spatial feature map instead of its pooled
 vector (same weights), for methods that put a module on top of the map (KRT).
@@ -38,7 +40,7 @@ import torch
 from torch import nn
 from torchvision import models as tv
 
-from benchmarks.backbones import HEAD_INITS, TIMM
+from benchmarks.backbones import HEAD_INITS, TIMM, is_named, weights_file
 
 
 class CILNet(nn.Module):
@@ -202,18 +204,19 @@ def _weights(backbone: nn.Module, name: str, path: Path) -> dict:
 
 def build(name: str, num_classes: int, in_channels: int = 3,
           pretrained: Optional[str] = None, head_init: str = HEAD_INITS[0]) -> CILNet:
-    """A CILNet with backbone ``name``; ``pretrained`` is a local weights file; ``head_init``
-    one of HEAD_INITS."""
+    """A CILNet with backbone ``name``; ``pretrained`` is a local weights file or the name
+    of downloaded timm weights; ``head_init`` one of HEAD_INITS."""
     check_backbone(name)
     if name.startswith(TIMM):
         backbone, dim = _timm_backbone(name[len(TIMM):], in_channels)
     else:
         backbone, dim = BACKBONES[name](in_channels)
     if pretrained:
-        path = Path(pretrained)
+        path = weights_file(pretrained)
         if not path.is_file():
-            raise ValueError(f"pretrained weights {pretrained!r} not found: give a local "
-                             "weights file (nothing is downloaded)")
+            raise ValueError(f"pretrained weights {pretrained!r} not found" + (
+                f" at {path}: fetch them with --download" if is_named(pretrained) else
+                ": give a local weights file (nothing is downloaded)"))
         try:
             weights = _weights(backbone, name, path)
         except Exception as exc:  # torch.load's errors on a non-checkpoint vary (KeyError, ...)

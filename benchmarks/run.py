@@ -48,7 +48,7 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "memory", "device", "b
 TRAIN_KEYS = {"memory_selection": "selection"}  # flags named otherwise in the recipe
 
 # Config keys that are on/off switches on the command line.
-SWITCHES = ("channels_last",)
+SWITCHES = ("channels_last", "download")
 
 EPILOG = """\
 streams: dataset:B<base>-C<inc>[?option=value&...], e.g. digits:B0-C2, coco:B40-C10,
@@ -60,8 +60,8 @@ resuming: a cell's id is a hash of its spec (method, stream, seed, overrides); e
   again skips done cells, retries failed ones and runs the rest, even after a kill.
   Records of other code are kept and their rows flagged stale: --rerun METHOD reruns them.
 exit status: 0 all cells done; 1 some cell failed (recorded with its reason; the others
-  ran); 2 bad input (one 'error:' line, nothing run or written); 130 interrupted (finished
-  cells kept, leaderboard written).
+  ran); 2 bad input or a failed --download (one 'error:' line, no cell run);
+  130 interrupted (finished cells kept, leaderboard written).
 """
 
 
@@ -141,9 +141,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--head-init", choices=HEAD_INITS,
                    help="the classifier head's initialisation: linear (default: nn.Linear's) "
                         "or kaiming (PyCIL's: kaiming-uniform weight, zero bias)")
-    p.add_argument("--pretrained", metavar="PATH",
+    p.add_argument("--pretrained", metavar="PATH|timm:MODEL.TAG",
                    help="backbone weights from a local file (a torchvision state dict, or a "
-                        "checkpoint timm reads for timm:<model>)")
+                        "checkpoint timm reads for timm:<model>), or timm's published "
+                        "weights by name, e.g. timm:tresnet_m.miil_in21k (with --download "
+                        "the first time)")
     p.add_argument("--image-size", type=_at_least(int, 8), help="input side in pixels")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="auto: cuda when available (default: the stream's recipe)")
@@ -155,6 +157,10 @@ def parser() -> argparse.ArgumentParser:
                    help="a fresh optimizer state at each session (default: the stream's "
                         "recipe, true); false keeps e.g. Adam's moments across sessions")
     p.add_argument("--data-root", help="where real datasets live")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="fetch the missing datasets into --data-root and named --pretrained "
+                        "weights, once, before any cell runs (default: nothing is "
+                        "downloaded; see docs/datasets.md)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="override a method hyperparameter (repeatable)")
     p.add_argument("--config", help="grid YAML with these options, plus per-method "
@@ -217,6 +223,7 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     except UsageError as exc:
         return _usage_error(exc)
     from benchmarks import streams
+    from benchmarks.download import DownloadError
     from benchmarks.runner.grid import GridError
     from benchmarks.runner.ray_executor import ClusterError
     from methods import MethodError, discover, load_plugin
@@ -231,7 +238,9 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
             return 0
         plan = make_plan(args, config)
         check_heavy(plan, args)
-    except (UsageError, GridError, MethodError, streams.StreamError, ClusterError) as exc:
+        download(plan, args)
+    except (UsageError, GridError, MethodError, streams.StreamError, ClusterError,
+            DownloadError) as exc:
         return _usage_error(exc)
     return execute(plan, cell)
 
@@ -303,9 +312,12 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
                          if getattr(args, k) is not None},
                   plugins=tuple(str(Path(plugin).resolve()) for plugin in args.plugin),
                   tuned=config.get("tuned"), suite=suite.label if suite else "")
-    if args.pretrained and not Path(args.pretrained).is_file():
-        raise UsageError(f"--pretrained {args.pretrained}: no such file (give a local "
-                         "weights file; nothing is downloaded)")
+    if args.pretrained:
+        used = {backbone for backbone, _ in _backbones(grid.specs)}
+        try:
+            backbones.check_pretrained(args.pretrained, used, bool(args.download))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     _check_baseline(args.baseline, methods)
     _check_sets(sets, methods, config)
     rerun = split_list(args.rerun or "")
@@ -316,11 +328,13 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
         raise UsageError("nothing to run: " + "; ".join(grid.skipped))
     notes = list(grid.skipped)
     for name in dict.fromkeys(spec.stream for spec in grid.specs):
-        streams.check(name, args.data_root, args.image_size, args.batch_size)
+        streams.check(name, args.data_root, args.image_size, args.batch_size,
+                      bool(args.download))
         if streams.parse(name)[0].published_pretrained and not args.pretrained:
             notes.append(f"warning: {name} trains its backbone from scratch; its published "
                          "numbers start from ImageNet-pretrained weights: pass --pretrained "
-                         "PATH (a local torchvision state dict)")
+                         "PATH (a local weights file) or --pretrained timm:<model>.<tag> "
+                         "with --download")
     executor = args.executor or ("ray" if args.ray_address else "local")
     _check_ray_flags(args, executor)
     name = args.name or (Path(args.config).stem if args.config else "default")
@@ -382,7 +396,8 @@ def check_heavy(plan: Plan, args: argparse.Namespace) -> None:
             models.check_backbone(args.backbone)
         except ValueError as exc:
             raise UsageError(f"argument --backbone: {exc}") from None
-    if args.pretrained:
+    # Named weights not downloaded yet are checked once fetched (download).
+    if args.pretrained and backbones.weights_file(args.pretrained).is_file():
         _check_pretrained(plan, args.pretrained)
     if plan.executor == "local" and args.device == "cuda":
         import torch
@@ -396,16 +411,37 @@ def check_heavy(plan: Plan, args: argparse.Namespace) -> None:
                    plan.workers, plan.threads, args.ray_address)
 
 
+def download(plan: Plan, args: argparse.Namespace) -> None:
+    """With --download: fetch the datasets and named weights the grid needs and lacks, once,
+    here in the driver, after every check and before any cell (benchmarks/download.py);
+    weights fetched now are then checked as check_heavy checks a file."""
+    if args.download:
+        from benchmarks.backbones import weights_file
+        from benchmarks.download import fetch
+
+        fresh = args.pretrained and not weights_file(args.pretrained).is_file()
+        fetch(dict.fromkeys(spec.stream for spec in plan.specs), args.data_root,
+              args.pretrained, plan.quiet)
+        if fresh:
+            _check_pretrained(plan, args.pretrained)
+
+
+def _backbones(specs: list[RunSpec]) -> set[tuple[str, int]]:
+    """The (backbone, input channels) pairs of the cells."""
+    from benchmarks import streams
+
+    pairs = set()
+    for spec in specs:
+        dataset = streams.parse(spec.stream)[0]
+        pairs.add((spec.train.get("backbone", dataset.recipe["backbone"]), dataset.channels))
+    return pairs
+
+
 def _check_pretrained(plan: Plan, path: str) -> None:
     """The --pretrained file loads into every backbone of the grid, as a cell will load it."""
-    from benchmarks import models, streams
+    from benchmarks import models
 
-    backbones = set()
-    for spec in plan.specs:
-        dataset = streams.parse(spec.stream)[0]
-        backbones.add((spec.train.get("backbone", dataset.recipe["backbone"]),
-                       dataset.channels))
-    for backbone, channels in sorted(backbones):
+    for backbone, channels in sorted(_backbones(plan.specs)):
         try:
             models.build(backbone, 1, channels, path)
         except ValueError as exc:

@@ -59,7 +59,7 @@ from typing import Callable, Optional
 from optuna.pruners import BasePruner
 
 from benchmarks.run import (UsageError, _at_least, _usage_error, check_heavy, chosen_suite,
-                            make_plan, parse, parser as run_parser)
+                            download, make_plan, parse, parser as run_parser)
 from benchmarks.runner.store import Store, write_text
 
 SAMPLERS = ("random", "tpe")
@@ -79,7 +79,8 @@ replaces the defaults only if it beats them by more than two standard errors. Th
 command again resumes (OUT/study.journal). Then test the chosen configurations:
   python -m benchmarks.run --config OUT/tuned.yaml
 exit status: 0 every study finished; 1 some trial failed (counted, recorded);
-  2 bad input (one 'error:' line, nothing run); 130 interrupted (resume with the same command).
+  2 bad input or a failed --download (one 'error:' line, nothing run); 130 interrupted
+  (resume with the same command).
 """
 
 
@@ -264,6 +265,7 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
     """Run the tuning CLI; ``cell`` replaces the real cell (tests)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     from benchmarks import streams
+    from benchmarks.download import DownloadError
     from benchmarks.runner.grid import GridError, parse_seeds, parse_sets, split_list
     from benchmarks.runner.ray_executor import ClusterError
     from methods import MethodError, discover, load_plugin
@@ -308,8 +310,10 @@ def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
                 raise UsageError(f"nothing to tune for {study.method}: its search space is "
                                  "empty once --set and --lr are applied; drop --lr or a --set")
         check_heavy(plan, args)
+        download(plan, args)
         tuner = Tuner(args, plan, studies, suite, cell)
-    except (UsageError, GridError, MethodError, streams.StreamError, ClusterError) as exc:
+    except (UsageError, GridError, MethodError, streams.StreamError, ClusterError,
+            DownloadError) as exc:
         return _usage_error(exc)
     return tuner.run()
 

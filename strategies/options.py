@@ -1,5 +1,6 @@
 """The values the mechanisms' string options accept, without torch, so that a method's
 declaration can be checked before torch is imported."""
+from . import keyvalue
 
 NEGATIVES = ("labelled", "seen", "session")  # strategies/losses.py: which entries are negatives
 LAMBDA_MODES = ("fixed", "adaptive")  # strategies/rebll.py
@@ -42,47 +43,39 @@ def _selection_error(text: str, detail: str) -> ValueError:
 def _selection_value(text: str, name: str, key: str, raw: str):
     spec = SELECTION_OPTIONS[name][key]
     default = spec[0]
-    if isinstance(default, str):
-        if raw not in spec[1]:
-            raise _selection_error(text, f"option {key}={raw} not in {'|'.join(spec[1])}")
-        return raw
-    kind = int if isinstance(default, int) else float
+    choices, (low, high) = (spec[1], (None, None)) if isinstance(default, str) else \
+        (None, spec[1:])
     try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or value != value or value in (float("inf"), float("-inf")):
-        raise _selection_error(text, f"option {key}={raw} must be a finite "
-                                     f"{'integer' if kind is int else 'number'}")
-    low, high = spec[1], spec[2]
-    if (low is not None and value < low) or (high is not None and value > high):
-        accepted = (f"from {low} to {high}" if high is not None else f">= {low}")
-        raise _selection_error(text, f"option {key}={raw} is out of range; accepted: "
-                                     f"{kind.__name__} {accepted}")
-    return value
+        return keyvalue.typed(raw, default, choices, low, high)
+    except keyvalue.Refused as exc:
+        detail = {"choice": f"not in {'|'.join(exc.choices)}",
+                  "type": "must be a finite " + ("integer" if exc.kind is int else "number"),
+                  "range": f"is out of range; accepted: {exc.accepted}"}[exc.problem]
+        raise _selection_error(text, f"option {key}={raw} {detail}") from None
 
 
 def parse_selection(text: str) -> tuple[str, dict]:
     """``"prs?rho=0.5"`` as ``("prs", {"rho": 0.5})``: the selection's name and all its
     options, defaults filled in. Raises ValueError (one line) for an unknown name or option,
     an option given twice, or a value of the wrong type or out of its range."""
-    name, _, query = str(text).strip().partition("?")
+    name, query = keyvalue.split(str(text).strip())
     if name not in MEMORY_SELECTIONS:
         raise _selection_error(text, f"unknown selection {name!r}; accepted: "
                                      + ", ".join(MEMORY_SELECTIONS))
     accepted = SELECTION_OPTIONS.get(name, {})
+    known = ", ".join(f"{k}={v[0]!r}" for k, v in accepted.items()) or "none"
+    try:
+        given = keyvalue.pairs(query)
+    except keyvalue.PairError as exc:
+        raise _selection_error(text, f"option {exc.key} given twice" if exc.key else
+                               f"unknown option {exc.pair!r} for {name}; accepted: {known}") \
+            from None
+    unknown = [f"{k}={v}" for k, v in given.items() if k not in accepted]
+    if unknown:
+        raise _selection_error(text, f"unknown option {unknown[0]!r} for {name}; accepted: "
+                                     f"{known}")
     options = {key: spec[0] for key, spec in accepted.items()}
-    given = set()
-    for item in filter(None, query.split("&")):
-        key, sep, raw = item.partition("=")
-        if not sep or key not in accepted:
-            known = ", ".join(f"{k}={v[0]!r}" for k, v in accepted.items()) or "none"
-            raise _selection_error(text, f"unknown option {item!r} for {name}; accepted: "
-                                         f"{known}")
-        if key in given:
-            raise _selection_error(text, f"option {key} given twice")
-        given.add(key)
-        options[key] = _selection_value(text, name, key, raw)
+    options.update({key: _selection_value(text, name, key, raw) for key, raw in given.items()})
     return name, options
 
 

@@ -35,8 +35,8 @@ from benchmarks.metrics import average_precision, f1_scores
 from benchmarks.run import Parser, UsageError, _at_least, check_writable
 from benchmarks.runner.store import write_json
 from benchmarks import streams
-from benchmarks.streams.base import parse_options
 from benchmarks.streams.names import session_splits
+from strategies import keyvalue
 
 from .runs import grid_scaling, run_command
 from .training import Session, method_costs, step_overhead
@@ -233,7 +233,7 @@ def cost_variants(text: str) -> dict:
     for label in filter(None, (item.strip() for item in text.split(","))):
         name, _, query = label.partition("?")
         try:
-            overrides = parse_options(query)
+            overrides = keyvalue.pairs(query)
         except ValueError:
             raise UsageError(f"--methods {label}: a variant is NAME?key=value&key=value") \
                 from None

@@ -41,9 +41,9 @@ from .spec import RunSpec
 CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "optimizer", "memory",
                "memory_labels", "memory_selection", "head_init",
                "backbone", "pretrained", "image_size", "amp", "channels_last", "reset_optimizer",
-               "device", "data_root", "set", "grid", "plugins", "workers", "threads", "executor",
-               "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline", "tuned",
-               "suite")
+               "device", "data_root", "download", "set", "grid", "plugins", "workers", "threads",
+               "executor", "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline",
+               "tuned", "suite")
 TUNED_KEYS = ("hparams", "lr", "tuning")
 
 

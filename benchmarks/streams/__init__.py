@@ -21,10 +21,11 @@ one name: options sorted, values normalised, defaults dropped.
 from __future__ import annotations
 
 import importlib
-import math
 import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from strategies import keyvalue
 
 from .names import Layout, StreamError, StreamName, parse_name, session_splits
 
@@ -130,24 +131,18 @@ def _typed(dataset: Dataset, key: str, value: str):
             f"unknown option {key!r} for dataset {dataset.name!r}; accepted: "
             + ", ".join(f"{k} (default {v})" for k, v in dataset.options.items())
         )
-    kind = type(dataset.options[key])
-    try:
-        typed = kind(value)
-    except ValueError:
-        typed = None
-    if typed is None or kind is float and not math.isfinite(typed):
-        what = f"a finite {kind.__name__}" if kind is float else kind.__name__
-        raise StreamError(f"option {key}={value!r} for {dataset.name!r} must be {what}")
-    if key in dataset.choices and typed not in dataset.choices[key]:
-        raise StreamError(f"option {key}={value!r} for {dataset.name!r} must be one of: "
-                          + ", ".join(dataset.choices[key]))
     low, high = dataset.limits.get(key, (None, None))
-    if (low is not None and typed < low) or (high is not None and typed > high):
-        accepted = (f"from {low} to {high}" if high is not None else f">= {low}") \
-            if low is not None else f"<= {high}"
+    try:
+        return keyvalue.typed(value, dataset.options[key], dataset.choices.get(key), low, high)
+    except keyvalue.Refused as exc:
+        subject = f"option {key}={value!r} for {dataset.name!r}"
+        if exc.problem == "type":
+            what = f"a finite {exc.kind.__name__}" if exc.kind is float else exc.kind.__name__
+            raise StreamError(f"{subject} must be {what}") from None
+        if exc.problem == "choice":
+            raise StreamError(f"{subject} must be one of: " + ", ".join(exc.choices)) from None
         raise StreamError(f"option {key}={value} for {dataset.name!r} is out of range; "
-                          f"accepted: {kind.__name__} {accepted}")
-    return typed
+                          f"accepted: {exc.accepted}") from None
 
 
 def parse(name: str) -> tuple[Dataset, StreamName]:
@@ -190,10 +185,11 @@ def canonical(name: str) -> str:
 
 
 def check(name: str, data_root: Optional[str] = None, image_size: Optional[int] = None,
-          batch_size: Optional[int] = None) -> None:
-    """Raise StreamError if ``name`` is invalid, its data is missing under ``data_root``, or
-    its images (held pools plus two batches at ``image_size``) would not fit in this
-    machine's memory. Needs no torch."""
+          batch_size: Optional[int] = None, download: bool = False) -> None:
+    """Raise StreamError if ``name`` is invalid, its data is missing under ``data_root`` (with
+    ``download``: if no ``data_root`` is given to download it to), or its images (held pools
+    plus two batches at ``image_size``) would not fit in this machine's memory. Needs no
+    torch."""
     dataset, parsed = parse(name)
     side = image_size or parsed.options.get("size") or dataset.recipe["image_size"]
     batch = batch_size or dataset.recipe["batch_size"]
@@ -203,8 +199,11 @@ def check(name: str, data_root: Optional[str] = None, image_size: Optional[int] 
         raise StreamError(f"{name} at image size {side} and batch size {batch} needs about "
                           f"{need / 2 ** 30:.0f} GiB for its images alone, more than this "
                           f"machine's {have / 2 ** 30:.0f} GiB: lower its sizes")
-    if dataset.layout is not None:
+    if dataset.layout is not None and not download:
         dataset.locate(data_root)
+    elif dataset.layout is not None and data_root is None:
+        raise StreamError(f"--download needs --data-root: the folder to put {dataset.name} "
+                          "in (created if missing)")
 
 
 def check_sessions(name: str, data_root: Optional[str] = None,

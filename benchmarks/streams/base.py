@@ -27,7 +27,7 @@ from avalanche.benchmarks.utils.transform_groups import TransformGroups
 from avalanche.benchmarks.utils.transforms import TupleTransform
 from torch.utils.data import Dataset
 
-from .names import StreamError, StreamName, parse_name, parse_options, session_splits  # noqa: F401
+from .names import StreamError, StreamName, parse_name, session_splits  # noqa: F401
 
 
 def positions(order: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,8 @@ The default stream is the ``cifar100_lt`` scenario of the official long-tailed C
   (see ``base.held_by_class``); the official script trains on the rest.
 
 The files are the python-version pickles torchvision's ``CIFAR100`` reads; they are read
-directly (no checksum test) and nothing is ever downloaded.
+directly (no checksum test); the builder never downloads (``--download`` fetches them once,
+in the driver: ``benchmarks/download.py``).
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 A stream is named ``dataset:B{base}-C{inc}`` with optional ``?key=value&...`` options
 (e.g. ``digits:B0-C2?data_seed=1``); ``dataset:B{n}`` (n the number of classes) is the
-offline protocol, one session with every class. A key may appear once.
+offline protocol, one session with every class. A key may appear once; the options are
+split by ``strategies/keyvalue.py``, the parser the memory selections share.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
+
+from strategies import keyvalue
 
 
 class StreamError(ValueError):
@@ -38,24 +41,10 @@ class StreamName:
         return f"{self.dataset}:{self.protocol}" + (f"?{opts}" if opts else "")
 
 
-def parse_options(query: str) -> dict[str, str]:
-    """``key=value&key=value`` as a dict; ValueError (its text the pair, quoted) for a pair
-    without a key or ``=``, or a key given twice."""
-    options = {}
-    for pair in filter(None, query.split("&")):
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(repr(pair))
-        if key in options:
-            raise ValueError(f"{key!r} given twice")
-        options[key] = value
-    return options
-
-
 def parse_name(name: str) -> StreamName:
     """Parse ``dataset:B{base}-C{inc}[?k=v&...]`` or ``dataset:B{n}[?k=v&...]``; a bare
     ``dataset`` is an error."""
-    head, _, query = name.partition("?")
+    head, query = keyvalue.split(name)
     dataset, _, protocol = head.partition(":")
     match = _PROTOCOL.match(protocol)
     if not dataset or not match:
@@ -64,8 +53,8 @@ def parse_name(name: str) -> StreamName:
             "dataset:B<all classes>, e.g. digits:B0-C2, coco:B40-C10 or voc:B20"
         )
     try:
-        options = parse_options(query)
-    except ValueError as exc:
+        options = keyvalue.pairs(query)
+    except keyvalue.PairError as exc:
         raise StreamError(f"bad stream option {exc} in {name!r}: expected key=value, each "
                           "key once") from None
     base, inc = int(match.group(1)), int(match.group(2) or 0)
@@ -116,4 +105,5 @@ class Layout:
             reason = "missing " + str(next(first / p for p in self.parts
                                            if not (first / p).exists()))
         raise StreamError(f"{dataset} data not found ({reason}): expected {self.text}; "
-                          "nothing is downloaded, place the files there and pass --data-root")
+                          "nothing is downloaded unless asked: place the files there and pass "
+                          "--data-root, or add --download to fetch them there")
