@@ -496,3 +496,15 @@ def test_the_defaults_that_help_states_are_the_ones_a_grid_gets(tmp_path):
         map(str, sorted({spec.seed for spec in plan.specs})))
     assert _help_default(parser, "--streams") == plan.specs[0].stream
     assert _help_default(parser, "--workers") == str(plan.workers)
+
+
+def test_the_files_readme_lists_are_the_files_a_run_writes(tmp_path):
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("results/default/\n", 1)[1].split("```", 1)[0]
+    listed = {re.split(r"[/ ]", line.strip())[0] for line in block.splitlines()
+              if re.match(r"  \S", line)}
+    assert main(["--methods", "toy,finetune", "--plugin", TOY, "--seeds", "0,1", "--out",
+                 str(tmp_path), "--quiet"], cell=fake_cell.run_cell) == 0
+    assert listed == {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")}

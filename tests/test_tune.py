@@ -398,3 +398,15 @@ def test_resuming_with_other_tuning_options_is_refused(tmp_path, spaced, capsys)
     capsys.readouterr()
     assert tune.main([*argv, "--budget", "2"], cell=fake_cell.run_cell) == 2
     assert "resume it with the same options" in capsys.readouterr().err
+
+
+def test_the_defaults_that_tune_help_states_are_the_ones_it_uses():
+    import re
+
+    helps = {a.option_strings[0]: a.help for a in tune.parser()._actions if a.option_strings}
+    assert re.search(r"default (\d+)", helps["--budget"]).group(1) == str(tune.BUDGET)
+    last = tune.rungs(tune.BUDGET)[-1]
+    assert f"{last[0]} x {last[1]}" in " ".join(helps["--budget"].split())  # the last rung
+    assert str(tune.TEST_SEEDS) in helps["--seeds"] and "default 100, 101" in helps["--seeds"]
+    assert re.search(r"\(default (\w+)", helps["--sampler"]).group(1) == \
+        tune.parser().get_default("sampler")
