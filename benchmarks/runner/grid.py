@@ -36,7 +36,7 @@ from .spec import RunSpec
 
 # Keys of a grid YAML: the CLI's long options (underscored) plus ``grid``.
 CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "optimizer", "memory",
-               "memory_labels", "memory_selection",
+               "memory_labels", "memory_selection", "replay_batch",
                "backbone", "pretrained", "image_size", "amp", "channels_last", "reset_optimizer",
                "device", "data_root", "set", "grid", "plugins", "workers", "threads", "executor",
                "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline", "tuned")
