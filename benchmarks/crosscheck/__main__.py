@@ -9,14 +9,14 @@ suite's cell (benchmarks.cell.run_cell, nothing stored) and the matching Avalanc
 ``--out``: ``crosscheck.csv`` and ``crosscheck.md`` (per pair and metric: both means with
 their 95% intervals over seeds, the paired difference suite - Avalanche with its 95%
 interval, whether the interval holds 0, and the pair's notes), ``per_seed.csv`` and
-``command.txt``. Single-label streams only (Avalanche's strategies take class indices).
+``command.txt``. A rerun of the same command keeps the rows of ``per_seed.csv`` and runs
+only the missing ones (e.g. a pair added since). Single-label streams only (Avalanche's strategies take class indices).
 
 Exit status: 0 done; 2 bad input (one ``error:`` line, before any work).
 """
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -78,11 +78,11 @@ def main(argv=None) -> int:
         methods, names, seeds = check(args)
     except UsageError as exc:
         return _usage_error(exc)
-    from .table import crosscheck, write
+    from .table import command_line, crosscheck, done_rows, write
 
-    rows = crosscheck(methods, names, seeds, args.epochs, args.threads, not args.quiet)
-    command = "python -m benchmarks.crosscheck " + " ".join(shlex.quote(a) for a in argv)
-    write(rows, Path(args.out), command)
+    rows = crosscheck(methods, names, seeds, args.epochs, args.threads, not args.quiet,
+                      done_rows(Path(args.out), argv))
+    write(rows, Path(args.out), command_line(argv))
     return 0
 
 

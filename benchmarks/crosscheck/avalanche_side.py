@@ -30,6 +30,7 @@ from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dat
 from avalanche.core import SupervisedPlugin
 from avalanche.training import ICaRL, Naive
 from avalanche.training.plugins import BiCPlugin, LwFPlugin, ReplayPlugin
+from avalanche.training.losses import ICaRLLossPlugin
 from avalanche.training.plugins import bic as avalanche_bic
 from avalanche.training.storage_policy import ClassBalancedBuffer
 from avalanche.training.supervised.icarl import _ICaRLPlugin
@@ -143,6 +144,36 @@ class MeansWithoutFlips(_ICaRLPlugin):
             super().compute_class_means(strategy)
 
 
+class LTCILLoss(ICaRLLossPlugin):
+    """The suite's iCaRL loss (LT-CIL's) in place of Avalanche's all-sigmoid one: softmax
+    cross-entropy over the seen classes plus ``lamb * sum_{c old} BCE(sigmoid(z_c),
+    sigmoid(z_prev_c))``, the teacher's logits from its training head in eval mode (Avalanche's
+    teacher is a train-mode copy, BatchNorm on batch statistics)."""
+
+    def setup(self, info, lamb: float):
+        self.info, self.lamb, self.n_seen = info, lamb, 0
+        return self
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.n_seen = self.info.seen_after(strategy.experience.current_experience)
+
+    def before_forward(self, strategy, **kwargs):
+        if self.old_model is not None:
+            teacher = self.old_model.eval()
+            with torch.no_grad():
+                self.old_logits = teacher.train_classifier(teacher.feature_extractor(
+                    strategy.mb_x))
+
+    def __call__(self, logits, targets):
+        loss = torch.nn.functional.cross_entropy(logits[:, :self.n_seen], targets)
+        if self.old_logits is not None and self.old_classes:
+            n = len(self.old_classes)  # the old classes are the first n (arrival order)
+            loss = loss + self.lamb * n * torch.nn.functional.binary_cross_entropy_with_logits(
+                logits[:, :n], torch.sigmoid(self.old_logits[:, :n]))
+            self.old_logits = None
+        return loss
+
+
 def _multistep_without_verbose(optimizer, milestones, gamma=0.1, **kwargs):
     kwargs.pop("verbose", None)
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=gamma, **kwargs)
@@ -170,7 +201,7 @@ def build(variant: str, model, info, train: dict, hparams: dict, plugins: list):
                   eval_mb_size=train["eval_batch_size"], evaluator=silent_evaluator())
     per_class = train["memory"]
     buffer = PerClassBuffer(per_class, per_class * info.num_classes)
-    if variant == "icarl":  # its loss covers every output of the head, as shipped
+    if variant in ("icarl", "icarl-lt-loss"):  # as shipped, its loss covers every output
         strategy = ICaRL(feature_extractor=model.backbone, classifier=model.head,
                          optimizer=make_optimizer(model, train), memory_size=per_class,
                          buffer_transform=None, fixed_memory=False, plugins=list(plugins),
@@ -178,6 +209,9 @@ def build(variant: str, model, info, train: dict, hparams: dict, plugins: list):
         for plugin in strategy.plugins:
             if type(plugin) is _ICaRLPlugin:
                 plugin.__class__ = MeansWithoutFlips
+            if variant == "icarl-lt-loss" and type(plugin) is ICaRLLossPlugin:
+                plugin.__class__ = LTCILLoss
+                plugin.setup(info, hparams["lamb"])
         return strategy
     seen = SeenClasses(model)
     optimizer = make_optimizer(seen, train)

@@ -60,7 +60,12 @@ PAIRS: dict[str, list[Pair]] = {
                          "(unseen classes as negatives, old targets the previous model's "
                          "sigmoids); the suite's is LT-CIL's softmax CE over the seen "
                          "classes plus the old classes' summed sigmoid BCE. Avalanche's "
-                         "herding picks by the running-sum rule of the original code.")],
+                         "herding picks by the running-sum rule of the original code."),
+              Pair("icarl / ICaRL, LT-CIL loss", "icarl", "icarl-lt-loss",
+                   notes="As the row above, with Avalanche's loss replaced by the suite's "
+                         "(LT-CIL: softmax CE over the seen classes plus the old classes' "
+                         "summed sigmoid BCE to the previous model, its teacher in eval mode; "
+                         "a subclass of its ICaRLLossPlugin).")],
     "bic": [
         Pair("bic bias_layers=latest / BiC", "bic", "bic", {"bias_layers": "latest"},
              {**RANDOM, "replay_batch": "balanced"},

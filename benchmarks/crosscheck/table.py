@@ -1,6 +1,7 @@
 """Run the pairs over seeds and write the agreement table."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +13,9 @@ from .pairs import METRICS, PAIRS
 
 
 def crosscheck(methods: list[str], names: list[str], seeds: list[int], epochs, threads: int,
-               progress: bool) -> pd.DataFrame:
-    """One row per (stream, pair, seed) with both sides' ``METRICS``."""
+               progress: bool, done: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (stream, pair, seed) with both sides' ``METRICS``; the rows of ``done``
+    (an earlier per_seed table) are kept, not run again."""
     import torch
 
     import methods as registry
@@ -25,13 +27,18 @@ def crosscheck(methods: list[str], names: list[str], seeds: list[int], epochs, t
 
     torch.set_num_threads(threads)
     registry.discover()
-    rows = []
+    wanted = {(name, pair.row, seed) for name in names for method in methods
+              for pair in PAIRS[method] for seed in seeds}
+    rows = [] if done is None else done.to_dict("records")
+    have = {(r["stream"], r["pair"], r["seed"]) for r in rows}
     for name in names:
         benchmark, info = streams.build(name)
         for method in methods:
             for pair in PAIRS[method]:
                 train = {**pair.train, **({"epochs": epochs} if epochs else {})}
                 for seed in seeds:
+                    if (name, pair.row, seed) in have:
+                        continue
                     record = run_cell(RunSpec(pair.method, name, seed, pair.hparams, train))
                     if record["status"] != "done":
                         raise RuntimeError(f"{pair.row} seed {seed}: {record['error']}")
@@ -49,7 +56,8 @@ def crosscheck(methods: list[str], names: list[str], seeds: list[int], epochs, t
                             f"{m} {row[f'suite_{m}']:.1f} / {row[f'avalanche_{m}']:.1f}"
                             for m in METRICS if row[f"suite_{m}"] is not None),
                             file=__import__("sys").stderr, flush=True)
-    return pd.DataFrame(rows)
+    keep = [(r["stream"], r["pair"], r["seed"]) in wanted for r in rows] if rows else []
+    return pd.DataFrame([r for r, k in zip(rows, keep) if k])
 
 
 def summary(per_seed: pd.DataFrame) -> pd.DataFrame:
@@ -98,3 +106,18 @@ def write(per_seed: pd.DataFrame, out: Path, command: str) -> None:
     write_text(out / "crosscheck.csv", table.to_csv(index=False))
     write_text(out / "crosscheck.md", markdown(table))
     write_text(out / "command.txt", command + "\n")
+
+
+def done_rows(out: Path, argv: list[str]) -> pd.DataFrame | None:
+    """The per_seed rows of an earlier run of the same command (``epochs`` and ``threads``
+    included) in ``out``, or None."""
+    command = out / "command.txt"
+    if not (out / "per_seed.csv").exists() or not command.exists():
+        return None
+    if command.read_text().strip() != command_line(argv):
+        return None
+    return pd.read_csv(out / "per_seed.csv")
+
+
+def command_line(argv: list[str]) -> str:
+    return "python -m benchmarks.crosscheck " + " ".join(shlex.quote(a) for a in argv)
