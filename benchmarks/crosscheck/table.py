@@ -64,6 +64,8 @@ def summary(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Per (stream, pair, metric): both sides' means and 95% intervals over seeds, the mean
     paired difference suite - Avalanche with its 95% interval, and whether it holds 0."""
     notes = {pair.row: pair.notes for pairs in PAIRS.values() for pair in pairs}
+    order = {row: i for i, row in enumerate(notes)}
+    per_seed = per_seed.sort_values("pair", key=lambda rows: rows.map(order), kind="stable")
     rows = []
     for (stream, pair), cells in per_seed.groupby(["stream", "pair"], sort=False):
         for metric in METRICS:
@@ -120,4 +122,6 @@ def done_rows(out: Path, argv: list[str]) -> pd.DataFrame | None:
 
 
 def command_line(argv: list[str]) -> str:
-    return "python -m benchmarks.crosscheck " + " ".join(shlex.quote(a) for a in argv)
+    """The command, without ``--quiet`` (which changes no number)."""
+    return "python -m benchmarks.crosscheck " + " ".join(shlex.quote(a) for a in argv
+                                                         if a != "--quiet")
