@@ -44,7 +44,7 @@ RAY_TIMEOUT, RAY_RETRIES = 30.0, 3
 # CLI flag -> RunSpec.train key; only the flags given override the stream's recipe.
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "memory", "device", "backbone",
                "pretrained", "image_size", "amp", "channels_last", "memory_labels",
-               "reset_optimizer", "memory_selection", "head_init")
+               "reset_optimizer", "memory_selection", "head_init", "replay_batch")
 TRAIN_KEYS = {"memory_selection": "selection"}  # flags named otherwise in the recipe
 
 # Config keys that are on/off switches on the command line.
@@ -135,6 +135,11 @@ def parser() -> argparse.ArgumentParser:
                         "class, or prs / ocdm, class-balancing (options: prs?rho=0, "
                         "ocdm?rho=0&batch=10&divergence=kl_target&eps=1e-6; quote ? and &); "
                         "default: the stream's recipe, herding")
+    p.add_argument("--replay-batch", choices=["concat", "balanced"],
+                   help="how every replay method's batches mix memory and new data: concat "
+                        "(memory joins the data, shuffled together; LT-CIL/FACIL, PyCIL) or "
+                        "balanced (a batch of new data plus a batch of memory, Avalanche's "
+                        "ReplayPlugin); default: the stream's recipe, concat")
     p.add_argument("--backbone", help="smallcnn, resnet32, resnet18, resnet50, resnet101 or "
                                       "timm:<model>, e.g. timm:tresnet_m (default: the "
                                       "stream's recipe)")

@@ -55,7 +55,8 @@ class MethodContext:
                    eval_mb_size=self.train["eval_batch_size"],
                    num_workers=self.train["num_workers"], amp=self.train["amp"],
                    channels_last=self.train["channels_last"], seed=self.seed,
-                   reset_optimizer=self.train["reset_optimizer"], **kwargs)
+                   reset_optimizer=self.train["reset_optimizer"],
+                   replay_batch=self.train["replay_batch"], **kwargs)
 
     def memory(self) -> MemoryPlugin:
         """The replay memory the recipe asks for (size, per_class|total, herding|random,

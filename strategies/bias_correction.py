@@ -4,10 +4,20 @@ FACIL's BiC) and PyCIL (``models/bic.py``) build it:
 
 - every session owns a bias layer ``(alpha, beta)`` applied to its classes' logits,
   ``q_c = alpha z_c + beta``; it is the identity while the session trains (stage 1) and is
-  fitted afterwards (stage 2) with the rest of the model frozen; earlier sessions' layers
-  stay fixed, so old-class logits are never changed by a later fit. The layers are part of
-  the model's output in training, at test and in the previous model used for distillation;
-  here they live in :class:`BiasCorrectedHead`, which replaces the model's linear head.
+  fitted afterwards (stage 2) with the rest of the model frozen. The layers live in
+  :class:`BiasCorrectedHead`, which replaces the model's linear head. Which layers apply
+  (``layers``):
+
+  - ``latest`` (the original code, wuyuebupt/LargeScaleIncrementalLearning ``resnet.py``,
+    and Avalanche's ``BiCPlugin``): only the newest session's layer. At test, the old classes'
+    logits are raw and the newest classes' corrected; while session t trains, the model's own
+    logits are raw and the previous model's (the distillation target) carry session t-1's
+    layer; stage 2 fits the new layer on raw logits. Here: the head's layers are reset to the
+    identity at every session start (after the previous model is copied), and a fit sets its
+    session's layer only.
+  - ``all`` (FACIL / LT-CIL and PyCIL): every fitted layer stays applied, so old-class logits
+    are never changed by a later fit; the layers are part of the model's output in training,
+    at test, in stage 2 and in the previous model.
 - stage 2 data: a class-balanced validation set held out of training: ``ceil(share *
   quota)`` samples of every class (quota: the memory's per-class budget), taken out of its
   session's training data and kept while the class is old (shrunk with the quota in
@@ -36,6 +46,7 @@ from avalanche.core import SupervisedPlugin
 from .loader import eval_outputs
 from .losses import masked_bce, supervised_mask
 from .memory import dedupe
+from .options import BIAS_LAYERS
 
 BETA_DECAY = 0.1  # the FACIL code's L2 penalty on beta: 0.1 * beta^2 / 2
 
@@ -103,11 +114,15 @@ class BiasCorrection(SupervisedPlugin):
     """BiC's held-out validation set and stage 2. Put it before the memory's plugin (it
     takes its samples out of the session's data before the memory joins it). The session's
     notes keep ``bic_alpha``, ``bic_beta``, ``bic_val`` (validation samples) and
-    ``bic_fit_s`` (stage 2's time, the logits pass included)."""
+    ``bic_fit_s`` (stage 2's time, the logits pass included). ``layers``: ``latest`` or
+    ``all`` (see the module docstring)."""
 
     def __init__(self, memory, share: float = 0.1, epochs: int = 200, lr: float = 0.1,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, layers: str = "latest"):
         super().__init__()
+        if layers not in BIAS_LAYERS:
+            raise ValueError(f"bias layers {layers!r}: expected {'|'.join(BIAS_LAYERS)}")
+        self.layers = layers
         self.memory, self.size = memory, memory.max_size
         self.share, self.epochs, self.lr = share, epochs, lr
         self.generator = generator or torch.Generator()
@@ -125,6 +140,13 @@ class BiasCorrection(SupervisedPlugin):
             self.memory.max_size = max(0, self.size - v)
         else:
             self.memory.max_size = max(0, self.size // max(1, n) - v) * n
+
+    def before_training_exp(self, strategy, **kwargs):
+        """``latest``: the model trains with raw logits (the previous model, copied before
+        this hook, keeps the newest layer)."""
+        if self.layers == "latest":
+            strategy.model.head.alpha.fill_(1.0)
+            strategy.model.head.beta.zero_()
 
     def after_train_dataset_adaptation(self, strategy, **kwargs):
         data, mode = strategy.adapted_dataset, strategy.info.label_mode
@@ -183,6 +205,9 @@ class BiasCorrection(SupervisedPlugin):
                                batch_size=strategy.train_mb_size, generator=self.generator,
                                label_mode=strategy.info.label_mode)
         head = model.head
+        if self.layers == "latest":
+            head.alpha.fill_(1.0)
+            head.beta.zero_()
         head.alpha[n_old:n] = alpha
         head.beta[n_old:n] = beta
         strategy.notes.update(bic_alpha=alpha, bic_beta=beta, bic_val=len(val),

@@ -118,7 +118,7 @@ def run_epochs(strategy, data, epochs: int, lr_factor: float) -> list[float]:
     and its lr times ``lr_factor``; the session's dataset, loader, lr and training state
     are restored afterwards. Returns the mean loss of each epoch (Diverged if not finite)."""
     saved = strategy.adapted_dataset, strategy.dataloader, strategy.class_counts, \
-        strategy.class_negatives
+        strategy.class_negatives, strategy.replay_memory
     lrs = [group["lr"] for group in strategy.optimizer.param_groups]
     was_training = strategy.model.training
     strategy.optimizer.state.clear()
@@ -128,6 +128,7 @@ def run_epochs(strategy, data, epochs: int, lr_factor: float) -> list[float]:
     try:
         strategy.model.train()
         strategy.adapted_dataset = data
+        strategy.replay_memory = None  # one class-balanced set, shuffled whole (any replay_batch)
         strategy.make_train_dataloader()
         for _ in range(epochs):
             strategy._loss_sum = strategy._make_empty_loss()
@@ -142,6 +143,6 @@ def run_epochs(strategy, data, epochs: int, lr_factor: float) -> list[float]:
             group["lr"] = lr
         strategy.optimizer.state.clear()
         strategy.adapted_dataset, strategy.dataloader, strategy.class_counts, \
-            strategy.class_negatives = saved
+            strategy.class_negatives, strategy.replay_memory = saved
         strategy.model.train(was_training)
     return losses

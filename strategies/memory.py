@@ -30,7 +30,8 @@ are not, and walks the dataset in Python. Here selection is vectorised over labe
   and OCDM by its greedy removal.
 
 :class:`MemoryPlugin` adds the buffer to each session's training data (as in KRT and RebLL,
-the memory joins the training set) and updates it after the session. Its ``labels`` option:
+the memory joins the training set) and updates it after the session; how batches mix the two
+is the template's ``replay_batch`` (strategies/template.py). Its ``labels`` option:
 ``own`` (default; the strict task-level protocol RebLL's problem statement assumes) keeps
 each exemplar's own session's labels; ``forward`` (the reference KRT code) gives exemplars
 the ground truth of the classes learned after them, session by session: in session t an
@@ -290,6 +291,7 @@ class MemoryPlugin(SupervisedPlugin):
         self.trained_memory = self.memory.buffer if len(self.memory.buffer) else None
         if self.trained_memory is not None:
             strategy.adapted_dataset = strategy.adapted_dataset.concat(self.memory.buffer)
+            strategy.replay_memory = self.memory.buffer
 
     def after_training_exp(self, strategy, **kwargs):
         self.memory.post_adapt(strategy, strategy.experience)

@@ -16,6 +16,7 @@ BSCE_ABSENT = ("last", "exclude")  # strategies/bsce.py: classes absent from the
 KRT_RESTORE = ("dynamic", "fixed", "off")  # strategies/krt.py: DPL's threshold, or no DPL
 KRT_FREEZE = ("tokens_heads", "tokens", "heads", "none")  # strategies/krt.py: old parts frozen
 REDUCTIONS = ("sum", "mean")  # a classification loss over the batch's entries (KRT: sum)
+BIAS_LAYERS = ("latest", "all")  # strategies/bias_correction.py: BiC's layers applied
 LOSSES = ("ce", "bsce")  # a method's classification loss: plain or balanced softmax (balanced.py)
 
 # strategies/memory.py and strategies/selection.py: how the replay memory chooses samples.

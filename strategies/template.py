@@ -40,6 +40,15 @@ classes are set back to the values the template found at construction and their 
 state (momentum, Adam's moments) is zeroed. Weight decay and momentum would otherwise have
 shrunk them during earlier sessions; the reference code bases add a fresh head per task.
 
+Replay batches (``replay_batch``): with ``concat`` (default; LT-CIL/FACIL and PyCIL) a memory
+that joined the session's data is shuffled with it, so memory rows fill batches in their share
+of the set; with ``balanced`` (Avalanche's ``ReplayPlugin``) every step takes a batch of the
+session's own rows and a batch of memory rows, each of ``train_mb_size``, side by side, through
+Avalanche's ``ReplayDataLoader`` (memory cycled, an epoch ends with the session's rows). The
+memory rows are the rows of ``adapted_dataset`` from earlier sessions (a memory row keeps its
+session), split off only when a memory joined the data (``replay_memory``, set by
+strategies/memory.py's MemoryPlugin); class counts still count the whole training set.
+
 ``amp`` (``off``/``bf16``/``fp16``) runs the model under autocast with float32 logits (fp16 with
 a GradScaler, unscaled before ``after_backward``); ``channels_last`` converts model and batches.
 """
@@ -51,12 +60,15 @@ import warnings
 from typing import Optional
 
 import torch
+from avalanche.benchmarks.utils.data_loader import ReplayDataLoader
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from .loader import batch_loader
 from .losses import NEGATIVES, default_loss, supervised_mask
 
+# How replayed memory rows meet the session's rows in a batch (see the module docstring).
+REPLAY_BATCHES = ("concat", "balanced")
 # The ``amp`` setting -> autocast dtype (None: autocast off).
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -99,11 +111,15 @@ class CILTemplate(SupervisedTemplate):
     def __init__(self, *, model, optimizer, info, criterion=None, plugins=(), evaluator=None,
                  device="cpu", train_mb_size=64, train_epochs=1, eval_mb_size=256,
                  num_workers: int = 0, amp: str = "off", channels_last: bool = False,
-                 negatives: str = "labelled", seed: int = 0, reset_optimizer: bool = True):
+                 negatives: str = "labelled", seed: int = 0, reset_optimizer: bool = True,
+                 replay_batch: str = "concat"):
         if amp not in AMP_DTYPES:
             raise ValueError(f"unknown amp {amp!r}; accepted: {', '.join(AMP_DTYPES)}")
         if negatives not in NEGATIVES:
             raise ValueError(f"unknown negatives {negatives!r}; accepted: {', '.join(NEGATIVES)}")
+        if replay_batch not in REPLAY_BATCHES:
+            raise ValueError(f"unknown replay_batch {replay_batch!r}; accepted: "
+                             + ", ".join(REPLAY_BATCHES))
         super().__init__(
             model=model, optimizer=optimizer,
             criterion=criterion or default_loss(info.label_mode),
@@ -118,6 +134,8 @@ class CILTemplate(SupervisedTemplate):
         self.negatives = negatives
         self.seed = seed
         self.reset_optimizer = reset_optimizer
+        self.replay_batch = replay_batch
+        self.replay_memory = None  # the memory that joined this session's data, if any
         self.shuffle_generator = torch.Generator().manual_seed(seed)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -201,6 +219,7 @@ class CILTemplate(SupervisedTemplate):
         self.n_old = self.info.sessions[self.session][0]
         self.epoch_losses = []
         self.notes = {}
+        self.replay_memory = None
         needs_prev = any(getattr(p, "needs_previous_model", False) for p in self.plugins)
         self.prev_model = None
         torch.manual_seed(session_seed(self.seed, self.session))
@@ -229,7 +248,25 @@ class CILTemplate(SupervisedTemplate):
                                             self.n_seen)
         self.class_counts = positives.to(self.device)
         self.class_negatives = negatives.to(self.device)
-        self.dataloader = self._loader(self.train_mb_size, num_workers, shuffle, drop_last)
+        if self.replay_batch == "balanced" and self.replay_memory is not None:
+            self.dataloader = self._replay_loader(num_workers, shuffle, drop_last)
+        else:
+            self.dataloader = self._loader(self.train_mb_size, num_workers, shuffle, drop_last)
+
+    def _replay_loader(self, num_workers, shuffle, drop_last):
+        """Avalanche's ReplayDataLoader over the session's rows and the memory rows of
+        ``adapted_dataset``, as ReplayPlugin builds it (both batches ``train_mb_size``)."""
+        data = self.adapted_dataset
+        old = data.session < self.session
+        if not old.any() or old.all():
+            return self._loader(self.train_mb_size, num_workers, shuffle, drop_last)
+        workers = self.num_workers if num_workers is None else num_workers
+        return ReplayDataLoader(
+            data.subset(torch.nonzero(~old).flatten()), data.subset(torch.nonzero(old).flatten()),
+            oversample_small_tasks=True, batch_size=self.train_mb_size,
+            batch_size_mem=self.train_mb_size, num_workers=workers, shuffle=shuffle,
+            drop_last=drop_last, generator=self.shuffle_generator,
+            pin_memory=self.device.type == "cuda")
 
     def make_eval_dataloader(self, num_workers=None, **kwargs):
         self.dataloader = self._loader(self.eval_mb_size, num_workers, False, False)

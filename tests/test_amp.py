@@ -10,7 +10,7 @@ from methods import MethodContext
 STREAM = "synthetic:B0-C5?classes=10&size=16&train=100&test=50"  # 3-channel images
 TRAIN = dict(epochs=1, optimizer="sgd", lr=0.1, weight_decay=0.0, batch_size=40,
              eval_batch_size=100, milestones=[], num_workers=0, amp="off", channels_last=False,
-             reset_optimizer=True, memory_labels="own")
+             reset_optimizer=True, memory_labels="own", replay_batch="concat")
 
 
 class Probe(SupervisedPlugin):

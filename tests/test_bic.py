@@ -106,7 +106,8 @@ def test_held_out_set_is_balanced_and_never_trained_on(mode):
         def before_training_exp(self, strategy, **kwargs):
             trained.append(strategy.adapted_dataset.index)
 
-    strategy, benchmark, info = tiny.strategy("bic", tiny.STREAMS[mode], {"bias_epochs": 5},
+    strategy, benchmark, info = tiny.strategy("bic", tiny.STREAMS[mode],
+                                              {"bias_epochs": 5, "bias_layers": "all"},
                                               [Probe()], memory=10, selection="random")
     model = strategy.model
     bic = next(p for p in strategy.plugins if isinstance(p, BiasCorrection))
@@ -147,3 +148,52 @@ def test_total_budget_gives_the_validation_share_of_each_class_quota():
     assert memory.max_size == 84 and memory.quota(7) == 12
     bic.before_train_dataset_adaptation(SimpleNamespace(n_seen=10))  # quota 10: 1 held out
     assert memory.max_size == 90 and memory.quota(10) == 9
+
+
+def _three_sessions(layers):
+    """BiC with ``bias_layers=layers`` over the tiny single-label stream's three sessions:
+    the head's (alpha, beta) after each session, the current and previous models' alpha
+    while session 2 trains, and the last model's test logits."""
+    seen = {}
+
+    class Probe(SupervisedPlugin):
+        def before_training_iteration(self, strategy, **kwargs):
+            if strategy.session == 2 and "train" not in seen:
+                seen["train"] = strategy.model.head.alpha.clone()
+                seen["prev"] = strategy.prev_model.head.alpha.clone()
+
+    strategy, benchmark, info = tiny.strategy("bic", tiny.SINGLE,
+                                              {"bias_epochs": 20, "bias_layers": layers},
+                                              [Probe()], memory=10, selection="random")
+    head = strategy.model.head
+    after = []
+    for exp in benchmark.train_stream:
+        strategy.train(exp)
+        after.append((head.alpha.clone(), head.beta.clone()))
+    x = torch.stack([benchmark.test_stream[2].dataset[i][0] for i in range(40)])
+    strategy.model.eval()
+    with torch.no_grad():
+        logits = strategy.model(x)
+    return after, seen, logits
+
+
+def test_latest_applies_only_the_newest_layer_and_all_keeps_every_layer():
+    # sessions: classes 0-3, 4-6, 7-9; a layer is fitted after sessions 1 and 2
+    latest, seen_latest, logits_latest = _three_sessions("latest")
+    every, seen_all, logits_all = _three_sessions("all")
+    # up to the first fit both settings train the same model and fit the same layer
+    assert all(torch.equal(a, b) for a, b in zip(latest[1], every[1]))
+    (alpha1, beta1) = every[1]
+    assert alpha1[4] != 1 and beta1[4] != 0  # the layer of session 1 moved
+    # all: session 1's layer stays applied, in training and after session 2's fit
+    assert torch.equal(seen_all["train"][4:7], alpha1[4:7])
+    assert torch.equal(every[2][0][4:7], alpha1[4:7]) and torch.equal(every[2][1][4:7],
+                                                                        beta1[4:7])
+    # latest: the model trains on raw logits, its distillation target carries layer 1 ...
+    assert (seen_latest["train"] == 1).all()
+    assert torch.equal(seen_latest["prev"][4:7], alpha1[4:7])
+    # ... and after session 2's fit only its layer applies: old classes' logits are raw
+    alpha, beta = latest[2]
+    assert (alpha[:7] == 1).all() and (beta[:7] == 0).all()
+    assert (alpha[7:] != 1).all()
+    assert not torch.allclose(logits_latest, logits_all)

@@ -19,7 +19,7 @@ TINY = {"multi": "digits:B0-C2?train=200&test=100",
 TRAIN = dict(epochs=1, optimizer="adam", lr=1e-2, weight_decay=0.0, batch_size=50,
              eval_batch_size=100, milestones=[], num_workers=0, memory=5,
              memory_mode="per_class", selection="random", amp="off", channels_last=False,
-             reset_optimizer=True, memory_labels="own")
+             reset_optimizer=True, memory_labels="own", replay_batch="concat")
 
 
 def session(positives, negatives=None, rows=0):

@@ -9,7 +9,7 @@ from methods import MethodContext
 TRAIN = dict(epochs=1, optimizer="sgd", lr=0.01, weight_decay=5e-4, batch_size=40,
              eval_batch_size=40, milestones=[], num_workers=0, memory=0,
              memory_mode="per_class", selection="random", amp="off", channels_last=False,
-             reset_optimizer=True, memory_labels="own")
+             reset_optimizer=True, memory_labels="own", replay_batch="concat")
 
 
 def test_resnet32_convolutions_are_kaiming_normal_fan_out():

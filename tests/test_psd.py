@@ -342,7 +342,8 @@ def _built(name, *plugins, **overrides):
     train = dict(epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=50,
                  eval_batch_size=50, milestones=[], num_workers=0, memory=0,
                  memory_mode="per_class", selection="random", amp="off",
-                 channels_last=False, reset_optimizer=True, memory_labels="own")
+                 channels_last=False, reset_optimizer=True, memory_labels="own",
+                 replay_batch="concat")
     torch.manual_seed(0)
     ctx = methods.MethodContext(models.build("smallcnn", 10, 1), info,
                                 methods.resolve_hparams(name, overrides), train, benchmark,

@@ -39,7 +39,7 @@ from .spec import RunSpec
 
 # Keys of a grid YAML: the CLI's long options (underscored) plus ``grid``.
 CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "optimizer", "memory",
-               "memory_labels", "memory_selection", "head_init",
+               "memory_labels", "memory_selection", "head_init", "replay_batch",
                "backbone", "pretrained", "image_size", "amp", "channels_last", "reset_optimizer",
                "device", "data_root", "download", "set", "grid", "plugins", "workers", "threads",
                "executor", "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline",

@@ -8,18 +8,20 @@ from .names import Layout
 
 # eval_batch_size 64: on a CPU the small CNN's forward pass is 3x faster per image at 64
 # than at 256, whose activations overflow the cache (python -m benchmarks.perf, row 2).
+# replay_batch "concat": the memory joins the session's data and batches are drawn from the
+# union, as the long-tailed CIL code (FACIL) and PyCIL do (Avalanche's ReplayPlugin balances).
 DIGITS_SIZE, DIGITS_CLASSES = 24, 10
 DIGITS_RECIPE = dict(backbone="smallcnn", image_size=DIGITS_SIZE, epochs=4, optimizer="adam",
                      lr=2e-3, weight_decay=0.0, batch_size=64, eval_batch_size=64, memory=20,
                      memory_mode="per_class", selection="herding", milestones=[],
-                     num_workers=0, reset_optimizer=True)
+                     num_workers=0, reset_optimizer=True, replay_batch="concat")
 # The MLCIL training recipe of KRT's released code (TResNet-M at 224, Adam 4e-5, batch 64,
 # 20 epochs, herding memory per class); what it leaves out of KRT's code is listed in
 # docs/streams.md.
 MLCIL_RECIPE = dict(backbone="timm:tresnet_m", image_size=224, epochs=20, optimizer="adam",
                     lr=4e-5, weight_decay=1e-4, batch_size=64, memory=20,
                     memory_mode="per_class", selection="herding", milestones=[],
-                    num_workers=8, reset_optimizer=True)
+                    num_workers=8, reset_optimizer=True, replay_batch="concat")
 # The offline protocol coco:B80 is PSD's (Xu et al., IJCAI 2022): its ResNet-101 at 448 px;
 # the optimiser and schedule stay the MLCIL recipe's (PSD's were not checked).
 PSD_RECIPE = dict(MLCIL_RECIPE, backbone="resnet101", image_size=448)
@@ -28,7 +30,7 @@ SYNTHETIC_RECIPE = dict(MLCIL_RECIPE, backbone="resnet50", epochs=1, lr=1e-4, nu
 CIFAR_RECIPE = dict(backbone="resnet32", image_size=32, epochs=160, optimizer="sgd", lr=0.1,
                     weight_decay=5e-4, batch_size=128, memory=20, memory_mode="per_class",
                     selection="herding", milestones=[80, 120], num_workers=4,
-                    reset_optimizer=True)
+                    reset_optimizer=True, replay_batch="concat")
 
 COCO_SPLITS = ("train2014", "val2014")
 VOC_FOLDER = "VOC2007"
