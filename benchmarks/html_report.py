@@ -73,9 +73,9 @@ def _stream(stream, rows, pairs, seeds, plots, metric) -> dict:
     delta = {m: tables.deltas(rows, pairs, m) for m in differences}
     best = {m: tables.best(rows[f"{m}_mean"], m) for m in first + rest}
     columns = ([_column("method"), _column("config"), _column("seeds")]
-               + [_column(m) for m in first]
-               + [_column(f"Δ {m} vs {baseline}") for m in differences]
-               + [_column(m, extra=True) for m in rest]
+               + [_column(tables.label(m)) for m in first]
+               + [_column(f"Δ {tables.label(m)} vs {baseline}") for m in differences]
+               + [_column(tables.label(m), extra=True) for m in rest]
                + [_column(c, extra=True) for c in ("tuning", "threads", "wall time (s)")])
     body = []
     for index, row in rows.iterrows():
@@ -119,7 +119,8 @@ def _paired(rows, pairs, first, rest) -> dict:
                         + [_delta(differences[m].loc[index], m, extra=m in rest)
                            for m in first + rest])
     return {"columns": [_column("method"), _column("config"), _column("pairs")]
-            + [_column(f"Δ {m}", extra=m in rest) for m in first + rest], "rows": body}
+            + [_column(f"Δ {tables.label(m)}", extra=m in rest)
+               for m in first + rest], "rows": body}
 
 
 def _provenance(rows: pd.DataFrame, seeds: pd.DataFrame) -> pd.DataFrame:

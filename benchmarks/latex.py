@@ -81,7 +81,7 @@ def _table(stream: str, rows: pd.DataFrame, pairs: pd.DataFrame, metric: str) ->
 
 
 def _name(metric: str) -> str:
-    return escape(metric.replace("_", " "))
+    return escape(tables.label(metric))
 
 
 def _mean_ci(mean: float, half: float, bold: bool) -> str:

@@ -8,9 +8,10 @@ the folder's report with fewer rows than it had):
   every summary metric ``<metric>_mean``, ``<metric>_std`` (sample std over seeds) and
   ``<metric>_ci95`` (half-width of the two-sided 95% Student-t interval of the mean over
   seeds, NaN with fewer than 2 seeds); mean wall time (machine load included),
-  ``code_versions`` (the distinct code versions of its records, ``;``-separated) and ``stale`` (some record comes from code other than the
-  current checkout's, or from an older version of its plugin file); sorted by the headline
-  metric (avg_mAP or avg_acc) within each stream. ``config`` names the overrides of the
+  ``code_versions`` (the distinct code versions of its records, ``;``-separated) and
+  ``stale`` (some record comes from code other than the current checkout's, or from an
+  older version of its plugin file); sorted by the headline metric (avg_mAP or avg_acc)
+  within each stream. ``config`` names the overrides of the
   row's cells; ``threads`` is the torch thread count the cells ran with, which changes
   numbers on a CPU, so cells of different thread counts are never averaged together.
   Methods with a memory also get ``last_mem_FPR`` / ``last_mem_FNR``, the false-positive
@@ -207,11 +208,12 @@ def paired(seeds: pd.DataFrame, baseline: str) -> pd.DataFrame:
 NOTE = ("All values in % (forgetting in percentage points: over the old classes, the mean "
         "of each one's largest drop from an earlier session to the last), as mean ± the "
         "half-width of the 95% Student-t interval over seeds (no interval with one seed), "
-        "each rounded to the precision its interval supports. avg: mean over sessions; last: after the last session; old / new: "
-        "classes of earlier sessions / of the last one; tail: the rarest third of classes "
-        "by training count; CF1/OF1: per-class / overall F1 with scores thresholded at 0.8. "
-        "Every other column (head and medium splits, memory-label diagnostics, standard "
-        "deviations, wall time, code versions) is in leaderboard.csv.")
+        "each rounded to the precision its interval supports. avg: mean over sessions; "
+        "last: after the last session; old / new: classes of earlier sessions / of the "
+        "last one; tail: the rarest third of classes by training count; CF1/OF1: "
+        "per-class / overall F1 with scores thresholded at 0.8. Every other column (head "
+        "and medium splits, memory-label diagnostics, standard deviations, wall time, code "
+        "versions) is in leaderboard.csv.")
 
 
 def markdown(board: pd.DataFrame, pairs: Optional[pd.DataFrame] = None) -> str:

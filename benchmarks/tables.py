@@ -44,6 +44,12 @@ def headline(rows: pd.DataFrame, metric: str, short: bool = False) -> list[str]:
     return [m for m in names if m in present]
 
 
+def label(metric: str) -> str:
+    """A metric's name for readers: its :data:`HEADLINE` name, else its key with spaces."""
+    names = {k: v for columns in HEADLINE.values() for k, v in columns.items()}
+    return names.get(metric, metric.replace("_", " "))
+
+
 def best(means: pd.Series, metric: str, digits: int = 2) -> pd.Series:
     """True for the rows whose mean, rounded to ``digits`` as displayed, is the best of the
     column (the highest, or the lowest for :data:`LOWER_IS_BETTER`); ties are all best, and

@@ -91,7 +91,7 @@ def test_the_page_in_a_headless_chromium(folder, tmp_path):
         assert all(width > 0 for width in images)
 
         table = browser.find_element("id", "digits_B0_C2-board")
-        column = _header(table, "last_mAP")
+        column = _header(table, "last mAP")
         values = lambda: [float(row.find_elements("tag name", "td")[column]  # noqa: E731
                                 .get_attribute("data-value"))
                           for row in table.find_elements("css selector", "tbody tr")]
