@@ -205,12 +205,12 @@ def paired(seeds: pd.DataFrame, baseline: str) -> pd.DataFrame:
                               base.keys(PAIRED_ON))
 
 
-NOTE = ("All values in % (forgetting in percentage points: over the old classes, the mean "
-        "of each one's largest drop from an earlier session to the last), as mean ± the "
-        "half-width of the 95% Student-t interval over seeds (no interval with one seed), "
-        "each rounded to the precision its interval supports. avg: mean over sessions; "
-        "last: after the last session; old / new: classes of earlier sessions / of the "
-        "last one; tail: the rarest third of classes by training count; CF1/OF1: "
+NOTE = ("All values in % (forgetting in percentage points, pp: over the old classes, the "
+        "mean of each one's largest drop from an earlier session to the last), as mean ± "
+        "the half-width of the 95% Student-t interval over seeds (no interval with one "
+        "seed), each rounded to the precision its interval supports. avg: mean over "
+        "sessions; last: after the last session; old / new: classes of earlier sessions / "
+        "of the last one; tail: the rarest third of classes by training count; CF1/OF1: "
         "per-class / overall F1 with scores thresholded at 0.8. Every other column (head "
         "and medium splits, memory-label diagnostics, standard deviations, wall time, code "
         "versions) is in leaderboard.csv.")
@@ -231,7 +231,8 @@ def markdown(board: pd.DataFrame, pairs: Optional[pd.DataFrame] = None) -> str:
         metrics = {m: names[m] for m in tables.headline(rows, SESSION_METRIC[mode])}
         deltas = list(names)[:2] if baseline else []
         threads = rows["threads"].nunique(dropna=False) > 1
-        header = ["method", "config", "seeds", *(f"{h} (%)" for h in metrics.values()),
+        header = ["method", "config", "seeds",
+                  *(f"{h} ({'pp' if m == 'forgetting' else '%'})" for m, h in metrics.items()),
                   *(f"Δ {names[m]} vs {baseline}" for m in deltas),
                   *(["threads"] if threads else [])]
         suite = ", ".join(sorted(set(", ".join(rows["suite"]).split(", ")) - {""}))
