@@ -65,7 +65,7 @@ def _summary(summary: str, plots: Path) -> str:
 
 
 def _stream(stream, rows, pairs, seeds, plots, metric) -> dict:
-    first = tables.headline(rows, metric)
+    first = tables.headline(rows, metric, short=True)
     rest = [m for m in tables.metrics(rows) if m not in first]
     baseline = tables.baseline(pairs)
     differences = [m for m in (f"avg_{metric}", f"last_{metric}") if baseline]

@@ -25,7 +25,8 @@ HEADLINE = {
             "last_old_acc": "last old acc", "last_new_acc": "last new acc",
             "forgetting": "forgetting"},
 }
-# The few a paper's table holds (leaderboard.tex): average, last, last on the tail, forgetting.
+# The few that report.html shows first and a paper's table holds (leaderboard.tex): average,
+# last, last on the tail, and forgetting.
 SHORT = 3
 
 
