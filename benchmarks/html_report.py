@@ -68,7 +68,7 @@ def _stream(stream, rows, pairs, seeds, plots, metric) -> dict:
     first = tables.headline(rows, metric, short=True)
     rest = [m for m in tables.metrics(rows) if m not in first]
     baseline = tables.baseline(pairs)
-    differences = [m for m in (f"avg_{metric}", f"last_{metric}") if baseline]
+    differences = tables.delta_columns(metric) if baseline else []
     origin = _provenance(rows, seeds)
     delta = {m: tables.deltas(rows, pairs, m) for m in differences}
     best = {m: tables.best(rows[f"{m}_mean"], m) for m in first + rest}

@@ -49,7 +49,7 @@ def latex(board: pd.DataFrame, pairs: pd.DataFrame, session_metric: dict) -> str
 def _table(stream: str, rows: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> str:
     columns = tables.headline(rows, metric, short=True)
     baseline = tables.baseline(pairs)
-    differences = [m for m in (f"avg_{metric}", f"last_{metric}") if baseline]
+    differences = tables.delta_columns(metric) if baseline else []
     with_config = rows["config"].astype(bool).any()
     header = ["method", *(["config"] if with_config else []), "seeds",
               *(_name(m) for m in columns), *(f"$\\Delta$ {_name(m)}" for m in differences)]

@@ -229,7 +229,7 @@ def markdown(board: pd.DataFrame, pairs: Optional[pd.DataFrame] = None) -> str:
         mode = rows["label_mode"].iloc[0]
         names = tables.HEADLINE[SESSION_METRIC[mode]]
         metrics = {m: names[m] for m in tables.headline(rows, SESSION_METRIC[mode])}
-        deltas = list(names)[:2] if baseline else []
+        deltas = tables.delta_columns(SESSION_METRIC[mode]) if baseline else []
         threads = rows["threads"].nunique(dropna=False) > 1
         header = ["method", "config", "seeds",
                   *(f"{h} ({'pp' if m == 'forgetting' else '%'})" for m, h in metrics.items()),

@@ -45,6 +45,12 @@ def headline(rows: pd.DataFrame, metric: str, short: bool = False) -> list[str]:
     return [m for m in names if m in present]
 
 
+def delta_columns(metric: str) -> list[str]:
+    """The metrics whose paired difference to the baseline sits beside a leaderboard: the
+    first two of :data:`HEADLINE` (average and last of ``metric``, mAP or acc)."""
+    return list(HEADLINE[metric])[:2]
+
+
 def label(metric: str) -> str:
     """A metric's name for readers: its :data:`HEADLINE` name, else its key with spaces."""
     names = {k: v for columns in HEADLINE.values() for k, v in columns.items()}

@@ -8,7 +8,7 @@ import pytest
 from benchmarks import report
 from benchmarks.latex import escape, latex
 from benchmarks.runner.store import Store
-from test_report import MULTI, record
+from test_report import record
 
 # avg_mAP per seed; record() makes last_mAP = avg + 5, last_tail_mAP = avg + 7 and
 # forgetting 3.0 on seed 0 only.

@@ -7,7 +7,7 @@ import torch
 from avalanche.benchmarks.utils.data_loader import ReplayDataLoader
 from avalanche.core import SupervisedPlugin
 
-from tiny import SINGLE, strategy
+from tiny import strategy
 
 TOY = str(Path(__file__).with_name("toy_methods.py"))
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.run import Parser, UsageError, _at_least, _usage_error, check_writable
 
-from .pairs import METRICS, PAIRS
+from .pairs import PAIRS
 
 
 def parser() -> argparse.ArgumentParser:

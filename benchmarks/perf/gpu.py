@@ -266,7 +266,6 @@ HOST_READS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero")
 def profile_session(session, top: int = 12) -> dict:
     """One suite session under torch.profiler: the ops with the most self time on the
     device (on the CPU without one), and the calls that synchronise the CPU with the GPU."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from benchmarks.perf.training import suite_seconds
