@@ -39,7 +39,8 @@ the folder's report with fewer rows than it had):
   critical difference (its diagram only when it can separate a pair); figures
   ``plots/summary_iqm.png``, ``plots/summary_improvement.png`` (``plots/summary_ranks.png``).
   A method enters with one configuration: its tuned one (``tuning`` names the budget) or its
-  config; only those present on every stream are compared.
+  config; only those present on every stream are compared. A folder run from a
+  ``tuned.yaml`` adds how each configuration was chosen (benchmarks/studies.py).
 - ``plots/``: per stream, the figures of benchmarks/plots.py (the baseline marked).
 - ``leaderboard.tex`` (benchmarks/latex.py) and ``report.html``, the folder as one page for a
   browser (benchmarks/html_report.py); see docs/report.md.
@@ -60,7 +61,7 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from benchmarks import aggregates, tables
+from benchmarks import aggregates, studies, tables
 from benchmarks import baseline as baselines
 from benchmarks.aggregates import entry_name
 from benchmarks.html_report import page
@@ -337,7 +338,8 @@ def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
                                   pairs.to_csv(index=False), seeds.to_csv(index=False),
                                   class_table(final_per_class(records)).to_csv(index=False))):
         write_text(path, text)
-    write_text(out / "summary.md", text := plot(records, board, out / "plots", baseline))
+    text = plot(records, board, out / "plots", baseline) + studies.section(out)
+    write_text(out / "summary.md", text)
     write_text(out / "leaderboard.tex", latex(board, pairs, SESSION_METRIC))
     write_text(out / "report.html", page(out, board, pairs, seeds, text, SESSION_METRIC, current))
     return [*paths, out / "summary.md", out / "plots", baselines.record(out, baseline),

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
+from benchmarks import studies
 from benchmarks.backbones import HEAD_INITS
 from benchmarks.runner.store import Store
 from benchmarks.runner.version import cell_version, code_version, method_source
@@ -218,6 +219,7 @@ class Plan:
     tensorboard: bool
     quiet: bool
     baseline: Optional[str] = None
+    studies: Optional[dict] = None  # tuning verdicts of a tuned.yaml (benchmarks/studies.py)
 
 
 def main(argv=None, cell: Optional[Callable[..., dict]] = None) -> int:
@@ -285,7 +287,7 @@ def _config_argv(config: dict) -> list[str]:
             tokens += [t for plugin in split_list(value) for t in ("--plugin", plugin)]
         elif key in SWITCHES:  # given when true
             tokens += [f"--{key.replace('_', '-')}"] if value else []
-        elif key not in ("grid", "tuned") and value is not None:
+        elif key not in ("grid", "tuned", "studies") and value is not None:
             value = ",".join(map(str, value)) if isinstance(value, list) else text(value)
             tokens += [f"--{key.replace('_', '-')}", value]
     return tokens
@@ -325,6 +327,11 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
             raise UsageError(str(exc)) from None
     _check_baseline(args.baseline, methods)
     _check_sets(sets, methods, config)
+    if config.get("studies") is not None:
+        try:
+            studies.check(config["studies"])
+        except ValueError as exc:
+            raise UsageError(f"{args.config}: {exc}") from None
     rerun = split_list(args.rerun or "")
     if set(rerun) - set(methods):
         raise UsageError(f"--rerun names {', '.join(sorted(set(rerun) - set(methods)))}, "
@@ -347,7 +354,7 @@ def make_plan(args: argparse.Namespace, config: dict) -> Plan:
     check_writable(out)
     return Plan(grid.specs, notes, out, rerun, args.workers or 1, args.threads, executor,
                 args.ray_address, RAY_RETRIES if args.ray_retries is None else args.ray_retries,
-                args.tensorboard, args.quiet, args.baseline)
+                args.tensorboard, args.quiet, args.baseline, config.get("studies"))
 
 
 def _check_baseline(name: Optional[str], methods: list[str]) -> None:
@@ -513,6 +520,8 @@ def execute(plan: Plan, cell: Optional[Callable[..., dict]] = None) -> int:
             "their plugin file's): their rows are flagged stale; rerun them with --rerun "
             + ",".join(stale))
     plan.out.mkdir(parents=True, exist_ok=True)
+    if plan.studies:
+        studies.save(plan.out, plan.studies)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # as Ctrl-C
     try:

@@ -60,6 +60,7 @@ from optuna.pruners import BasePruner
 
 from benchmarks.run import (UsageError, _at_least, _usage_error, check_heavy, chosen_suite,
                             download, make_plan, parse, parser as run_parser)
+from benchmarks import studies
 from benchmarks.runner.store import Store, write_text
 
 SAMPLERS = ("random", "tpe")
@@ -615,7 +616,7 @@ class Tuner:
                   **({"lr": self.args.lr} if self.args.lr is not None else {}),
                   **({"set": self.fixed} if self.fixed else {}),
                   **({"plugins": self.args.plugin} if self.args.plugin else {}),
-                  "tuned": tuned}
+                  "tuned": tuned, "studies": studies.verdicts(choices)}
         command = "python -m benchmarks.tune" + (f" --suite {self.suite}" if self.suite else "")
         head = [f"# Written by {command}: the defaults and {self.args.budget} candidates per "
                 f"study, successive halving over seeds {self.seeds} ({self.args.sampler} "

@@ -240,6 +240,39 @@ def test_tuned_yaml_round_trips_through_the_run_cli(tmp_path, spaced):
     assert spaced_spec.train["lr"] == pytest.approx(tuned["spaced"]["digits:B0-C2"]["lr"])
     board = pd.read_csv(tmp_path / "test" / "leaderboard.csv")
     assert set(board["tuning"]) == {"valid halving 3"} and set(board["n_seeds"]) == {5}
+    # the verdicts travel with the configurations into the results folder and its report
+    verdicts = json.loads((tmp_path / "tune" / "tuning.json").read_text())["studies"]
+    kept = json.loads((tmp_path / "test" / "studies.json").read_text())
+    assert {n: v["choice"] for n, v in kept.items()} == {n: v["choice"]
+                                                          for n, v in verdicts.items()}
+    summary = (tmp_path / "test" / "summary.md").read_text()
+    assert "| spaced@digits:B0-C2 | tuned | +" in summary
+    assert "| finetune@digits:B0-C2 | defaults stand | +0.00 (2 SE 0.00) | 3 |" in summary
+
+
+def test_the_report_shows_each_study_verdict_and_a_parameter_on_a_bound(tmp_path):
+    from benchmarks import studies
+
+    studies.save(tmp_path, {"bsce@imbacil-v1:single": {
+        "method": "bsce", "group": "single", "choice": "tuned", "difference": 2.345,
+        "two_se": 1.5, "seeds": 9, "on_bound": ["lr"]}})
+    studies.save(tmp_path, {"replay@imbacil-v1:single": {  # merged, the first one kept
+        "method": "replay", "group": "single", "choice": "defaults", "difference": -0.5,
+        "two_se": float("nan"), "seeds": 1, "on_bound": []}})
+    lines = studies.section(tmp_path).splitlines()
+    assert "| bsce@imbacil-v1:single | tuned | +2.35 (2 SE 1.50) | 9 | lr |" in lines
+    assert "| replay@imbacil-v1:single | defaults stand | -0.50 (2 SE –) | 1 | – |" in lines
+    assert studies.section(tmp_path / "none") == ""
+
+
+def test_a_config_whose_studies_are_not_verdicts_is_refused(tmp_path, capsys):
+    config = tmp_path / "tuned.yaml"
+    config.write_text("methods: [finetune]\nstudies: [finetune]\n")
+    assert run(["--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {config}: 'studies' must map study names to tuning verdicts, as "
+                   "benchmarks.tune writes them in tuned.yaml")
+    assert not (tmp_path / "out").exists()
 
 
 KILLED = '''

@@ -22,6 +22,8 @@ hyperparameters and learning rate, and how they were chosen::
     tuned: {lwf: {"digits:B0-C2": {hparams: {alpha: 2.3}, lr: 0.004, tuning: valid budget 8}}}
 
 A tuned (method, stream) runs that one configuration (``set`` and a ``--lr`` still win).
+``studies`` (also from ``benchmarks.tune``) holds each study's verdict, kept in the results
+folder for the report (benchmarks/studies.py).
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ CONFIG_KEYS = ("methods", "streams", "seeds", "epochs", "batch_size", "lr", "opt
                "backbone", "pretrained", "image_size", "amp", "channels_last", "reset_optimizer",
                "device", "data_root", "download", "set", "grid", "plugins", "workers", "threads",
                "executor", "ray_address", "ray_timeout", "ray_retries", "name", "out", "baseline",
-               "tuned", "suite")
+               "tuned", "studies", "suite")
 TUNED_KEYS = ("hparams", "lr", "tuning")
 
 
