@@ -41,8 +41,9 @@ Output in ``--out`` (default ``results/tune-<name>``): ``trials.csv`` (one row p
 method, study, trial, state, its parameters, seeds run, mean objective), ``tuned.yaml`` (a
 grid YAML for ``benchmarks.run --config``), ``tuning.json`` (per study: defaults and best
 per seed, the difference and its two standard errors, the choice, parameters on a bound,
-cells planned and reported; the time of the trials and of the machinery) and ``plots/`` (per
-study, each trial's per-seed values).
+cells planned and reported; the wall time of this command and of every finished command on
+the folder, summed (a tuning run in parts), the trials' cell time and the machinery's) and
+``plots/`` (per study, each trial's per-seed values).
 """
 from __future__ import annotations
 
@@ -543,11 +544,15 @@ class Tuner:
         write_text(paths[0], table.to_csv(index=False))
         write_text(paths[1], self.tuned_yaml(choices))
         trials_s = float(table["wall_time_s"].sum()) if len(table) else 0.0
+        before = json.loads(paths[2].read_text()) if paths[2].exists() else {}
+        machinery_s = self.machinery_s + before.get("machinery_s", 0.0)
         write_text(paths[2], json.dumps({
             **self.protocol, "suite": self.suite, "rungs": self.rungs,
-            "studies": choices, "command_wall_s": total_s, "trials_cell_s": trials_s,
-            "machinery_s": self.machinery_s,
-            "machinery_share": self.machinery_s / trials_s if trials_s else None}, indent=1))
+            "studies": choices, "command_wall_s": total_s,
+            "commands_wall_s": total_s + before.get("commands_wall_s",
+                                                    before.get("command_wall_s", 0.0)),
+            "trials_cell_s": trials_s, "machinery_s": machinery_s,
+            "machinery_share": machinery_s / trials_s if trials_s else None}, indent=1))
         for name, entry in choices.items():
             if entry.get("on_bound"):
                 self.say(f"warning: {name}: the best candidate's {', '.join(entry['on_bound'])} "
