@@ -101,14 +101,14 @@ def summary(scores: pd.DataFrame, left_out: list[str], runs: pd.DataFrame,
     if scores.empty or scores.shape[1] < 2:
         return "\n".join(lines + ["Fewer than two methods ran on every stream: nothing to "
                                   "rank.", ""])
-    runs = run_table(runs)
-    runs = runs[runs["entry"].isin(scores.columns) & runs["stream"].isin(scores.index)]
+    every = run_table(runs)  # the sensitivity also reads entries run on some streams only
+    runs = every[every["entry"].isin(scores.columns) & every["stream"].isin(scores.index)]
     methods = runs.drop_duplicates("entry").set_index("entry")["method"]
     normalised, scale, unit = normalise(scores, runs, methods)
     iqm, order = _iqm_section(normalised, scores, scale, unit, folder)
     lines += iqm + _improvement_section(normalised, scores, order, folder)
     lines += _rank_section(scores, folder)
-    lines += _sensitivity_section(runs)
+    lines += _sensitivity_section(every)
     if left_out:
         lines += ["", "Not compared (missing on some stream): " + ", ".join(left_out) + "."]
     return "\n".join(lines) + "\n"

@@ -216,6 +216,23 @@ def test_summary_reports_the_ranking_change_under_kaiming_heads(tmp_path):
            "and with head_init=kaiming, over 2 streams: 0.33 [0.33, 0.33]" in text
 
 
+
+def test_the_sensitivity_reads_kaiming_runs_made_on_some_streams_only(tmp_path):
+    """As the reference: the default head on every stream, kaiming on the long-tailed ones;
+    the kaiming entries are not ranked across streams, yet their tau is reported."""
+    linear = runs_table({(m, s): [base, base + 1] for s in ("s1", "s2", "s3")
+                         for m, base in (("a", 1), ("b", 2), ("c", 3))})
+    kaiming = runs_table({(m, s): [base, base + 1] for s in ("s1", "s2")
+                          for m, base in (("a", 1), ("b", 3), ("c", 2))},
+                         config="head_init=kaiming")
+    runs = pd.concat([linear, kaiming], ignore_index=True)
+    complete = scores_of(runs).dropna(axis=1)  # what the report passes: entries on every stream
+    text = aggregates.summary(complete, [], runs, tmp_path)
+    assert "| c (head_init=kaiming) |" not in text
+    assert "Kendall's tau between the rankings of 3 methods (a, b, c) with the default head " \
+           "and with head_init=kaiming, over 2 streams: 0.33 [0.33, 0.33]" in text
+
+
 # --- head initialisation ----------------------------------------------------------------------
 # transcribed from G-U-N/PyCIL, convs/linears.py (commit 87cc411), SimpleLinear.reset_parameters
 def pycil_reset_parameters(self):
