@@ -14,6 +14,7 @@ from pathlib import Path
 from benchmarks.runner.store import write_text
 
 FILE = "studies.json"
+BOUND_SHARE = 0.05  # a value this close to a range's end (share of the range) is on a bound
 KEYS = ("method", "group", "choice", "difference", "two_se", "seeds", "on_bound")
 
 
@@ -55,6 +56,7 @@ def section(out: Path) -> str:
     return "\n".join(rows + [
         "", "From benchmarks.tune (studies.json): the best candidate replaced a method's "
         "defaults only where it beat them on the tuning streams' validation data by more than "
-        "two standard errors over the last rung's seeds. A parameter on a bound lies within 5% "
-        "of its search range's end (log scale for a log range): its best value may lie "
-        "outside the range, so the range should be widened before trusting it.", ""])
+        "two standard errors over the last rung's seeds. A parameter on a bound lies within "
+        f"{BOUND_SHARE:.0%} of its search range's end (log scale for a log range): its best "
+        "value may lie outside the range, so the range should be widened before trusting it.",
+        ""])

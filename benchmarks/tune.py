@@ -70,7 +70,6 @@ ETA = 3  # successive halving keeps the best 1/ETA and gives them ETA times the 
 BUDGET = 9
 TEST_SEEDS = [0, 1, 2, 3, 4]
 TUNE_SEED0 = 100  # tuning seeds are 100, 101, ...: never a test seed
-BOUND_SHARE = 0.05  # a value this close to a range's end (share of the range) is flagged
 NOT_FOR_TUNING = ("rerun", "baseline", "list", "tensorboard")
 EPILOG = """\
 --suite NAME tunes on the suite's tuning streams, one configuration per method and label
@@ -238,7 +237,7 @@ def search_space(method: str, stream: str, fixed: dict, lr_given: bool) -> dict:
 
 
 def on_bound(params: dict, space: dict) -> list[str]:
-    """The numeric parameters within BOUND_SHARE of their range's ends (log scale for a log
+    """The numeric parameters within studies.BOUND_SHARE of their range's ends (log scale for a log
     range)."""
     flagged = []
     for key, value in params.items():
@@ -247,7 +246,7 @@ def on_bound(params: dict, space: dict) -> list[str]:
             continue
         scale = math.log if getattr(dist, "log", False) else float
         share = (scale(value) - scale(dist.low)) / (scale(dist.high) - scale(dist.low))
-        if min(share, 1 - share) <= BOUND_SHARE:
+        if min(share, 1 - share) <= studies.BOUND_SHARE:
             flagged.append(key)
     return flagged
 

@@ -66,6 +66,11 @@ class BiasCorrectedHead(torch.nn.Module):
     def forward(self, x):
         return self.linear(x) * self.alpha + self.beta
 
+    def reset(self) -> None:
+        """Every layer back to the identity (``latest``: only the newest layer applies)."""
+        self.alpha.fill_(1.0)
+        self.beta.zero_()
+
 
 def corrected(logits: torch.Tensor, n_old: int, alpha, beta) -> torch.Tensor:
     """Old columns as they are, new columns ``alpha z + beta`` (Eq. 5)."""
@@ -145,8 +150,7 @@ class BiasCorrection(SupervisedPlugin):
         """``latest``: the model trains with raw logits (the previous model, copied before
         this hook, keeps the newest layer)."""
         if self.layers == "latest":
-            strategy.model.head.alpha.fill_(1.0)
-            strategy.model.head.beta.zero_()
+            strategy.model.head.reset()
 
     def after_train_dataset_adaptation(self, strategy, **kwargs):
         data, mode = strategy.adapted_dataset, strategy.info.label_mode
@@ -206,8 +210,7 @@ class BiasCorrection(SupervisedPlugin):
                                label_mode=strategy.info.label_mode)
         head = model.head
         if self.layers == "latest":
-            head.alpha.fill_(1.0)
-            head.beta.zero_()
+            head.reset()
         head.alpha[n_old:n] = alpha
         head.beta[n_old:n] = beta
         strategy.notes.update(bic_alpha=alpha, bic_beta=beta, bic_val=len(val),

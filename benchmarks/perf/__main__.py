@@ -32,7 +32,7 @@ import torch
 
 import methods
 from benchmarks.metrics import average_precision, f1_scores
-from benchmarks.run import Parser, UsageError, _at_least, check_writable
+from benchmarks.run import Parser, UsageError, _at_least, _usage_error, check_writable
 from benchmarks.runner.store import write_json
 from benchmarks import streams
 from benchmarks.streams.names import session_splits
@@ -264,8 +264,7 @@ def main(argv=None) -> int:
     try:
         args = parse_args(argv)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(exc)
     size = dict(SIZES["quick" if args.quick else "full"], cost_variants=args.methods)
     if args.repeats:
         size["cost_repeats"] = args.repeats

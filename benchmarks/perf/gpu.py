@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.perf.__main__ import json_out, selection
-from benchmarks.run import Parser, UsageError, _at_least
+from benchmarks.run import Parser, UsageError, _at_least, _usage_error
 
 STEPS = {"1": "environment", "2": "training step", "3": "grid", "4": "determinism",
          "5": "fp16 vs bf16", "6": "embedded reference"}
@@ -467,8 +467,7 @@ def main(argv=None) -> int:
     try:
         args = parse_args(argv)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(exc)
     import torch
 
     if not args.dry_run and not torch.cuda.is_available():
