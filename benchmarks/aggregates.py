@@ -19,6 +19,9 @@ entries present on every stream are compared.
    (``plots/summary_ranks.png``) only when it can separate a pair (CD < k - 1).
 4. When the folder holds entries with ``head_init=kaiming`` and the same entries without it:
    Kendall's tau between the two rankings, with its bootstrap interval over streams.
+5. When the streams hold both label modes: 1-3 again on each mode's streams on their own,
+   with every entry that ran on all of them, so that methods of one label mode are ranked
+   too (figures ``plots/summary_iqm_multi.png`` and so on).
 """
 from __future__ import annotations
 
@@ -92,35 +95,61 @@ def _interval(low: float, high: float, digits: int) -> str:
 
 
 def summary(scores: pd.DataFrame, left_out: list[str], runs: pd.DataFrame,
-            folder: Path) -> str:
+            folder: Path, modes: Optional[dict] = None) -> str:
     """summary.md's text (and its figures, into ``folder``): ``scores`` the streams x entries
     table of mean headlines (entries on every stream), ``left_out`` the other entries,
     ``runs`` one done cell per row (stream, method, tuning, config, hparams_config,
-    train_config, seed, value: its headline)."""
+    train_config, seed, value: its headline); ``modes`` maps each stream to its label mode:
+    with two modes, each mode's streams are compared again on their own (5.)."""
     lines = ["# Which method wins overall", ""]
     if scores.empty or scores.shape[1] < 2:
         return "\n".join(lines + ["Fewer than two methods ran on every stream: nothing to "
                                   "rank.", ""])
     every = run_table(runs)  # the sensitivity also reads entries run on some streams only
-    runs = every[every["entry"].isin(scores.columns) & every["stream"].isin(scores.index)]
-    methods = runs.drop_duplicates("entry").set_index("entry")["method"]
-    normalised, scale, unit = normalise(scores, runs, methods)
-    iqm, order = _iqm_section(normalised, scores, scale, unit, folder)
-    lines += iqm + _improvement_section(normalised, scores, order, folder)
-    lines += _rank_section(scores, folder)
-    lines += _sensitivity_section(every)
+    lines += _comparison(scores, every, folder)
     if left_out:
         lines += ["", "Not compared (missing on some stream): " + ", ".join(left_out) + "."]
+    lines += _sensitivity_section(every)
+    lines += _mode_sections(every, modes or {}, folder)
     return "\n".join(lines) + "\n"
 
 
-def _iqm_section(runs, scores, scale, unit, folder) -> tuple[list[str], list[str]]:
+def _comparison(scores, every, folder, tag: str = "", level: int = 2) -> list[str]:
+    """IQM, probability of improvement and ranks of the entries of ``scores`` on its streams,
+    under headings of ``level``; figures ``summary_<kind><tag>.png``."""
+    runs = every[every["entry"].isin(scores.columns) & every["stream"].isin(scores.index)]
+    methods = runs.drop_duplicates("entry").set_index("entry")["method"]
+    normalised, scale, unit = normalise(scores, runs, methods)
+    iqm, order = _iqm_section(normalised, scores, scale, unit, folder, tag, level)
+    return (iqm + _improvement_section(normalised, scores, order, folder, tag, level)
+            + _rank_section(scores, folder, tag, level))
+
+
+def _mode_sections(every, modes: dict, folder) -> list[str]:
+    """With streams of two label modes (``multi``, ``single``): per mode with two streams or
+    more, the comparison of every entry that ran on all of that mode's streams (methods of
+    one label mode are ranked there)."""
+    lines = []
+    for mode in sorted(set(modes.values())) if len(set(modes.values())) > 1 else []:
+        mine = every[every["stream"].map(modes) == mode]
+        scores = mine.groupby(["stream", "entry"])["value"].mean().unstack().dropna(axis=1)
+        if scores.shape[0] < 2 or scores.shape[1] < 2:
+            continue
+        lines += ["", f"## The {mode}-label streams on their own", "",
+                  f"The {len(scores.index)} {mode}-label streams, with every method that ran "
+                  f"on all of them ({len(scores.columns)}), those of one label mode included."]
+        lines += _comparison(scores, mine, folder, f"_{mode}", 3)
+    return lines
+
+
+def _iqm_section(runs, scores, scale, unit, folder, tag="",
+                 level=2) -> tuple[list[str], list[str]]:
     """The IQM table's lines and figure; and the entries, best IQM first."""
     streams = scores.index
     table = pd.DataFrame({entry: iqm_interval(strata(runs, entry, streams))
                           for entry in scores.columns}).T.sort_values("iqm", ascending=False)
     digits = 1 if unit else 3
-    lines = ["## Interquartile mean across streams and seeds", "",
+    lines = ["#" * level + " Interquartile mean across streams and seeds", "",
              "| method | IQM | 95% interval | streams | runs |", "|---|---|---|---|---|"]
     for entry, row in table.iterrows():
         lines.append(f"| {entry} | {row['iqm']:.{digits}f} | "
@@ -130,17 +159,17 @@ def _iqm_section(runs, scores, scale, unit, folder) -> tuple[list[str], list[str
               f"interval: 95% stratified bootstrap (each stream's runs resampled on their own, "
               f"{RESAMPLES} times; none when a stream has one run). It covers seed-to-seed "
               "variation on these streams, not the choice of streams "
-              "(plots/summary_iqm.png)."]
-    plot_iqm(table, folder / "summary_iqm.png",
+              f"(plots/summary_iqm{tag}.png)."]
+    plot_iqm(table, folder / f"summary_iqm{tag}.png",
              "normalised score" if not unit else "headline (%)",
              f"IQM over {len(streams)} streams (bars: 95% stratified bootstrap)")
     return lines, table.index.tolist()
 
 
-def _improvement_section(runs, scores, order, folder) -> list[str]:
+def _improvement_section(runs, scores, order, folder, tag="", level=2) -> list[str]:
     """The probability-of-improvement matrix (entries in ``order``) and its heatmap."""
     matrix = improvement_matrix({e: strata(runs, e, scores.index) for e in order})
-    lines = ["", "## Probability of improvement", "",
+    lines = ["", "#" * level + " Probability of improvement", "",
              "| P(row > column) | " + " | ".join(order) + " |",
              "|---|" + "---|" * len(order)]
     for x in order:
@@ -151,16 +180,16 @@ def _improvement_section(runs, scores, order, folder) -> list[str]:
     lines += ["", "P(X > Y): the probability that a run of X scores higher than a run of Y on "
               "the same stream, ties counted half, averaged over streams, with its 95% "
               "stratified-bootstrap interval; 0.5 is a coin toss, and an interval above 0.5 "
-              "says X improves on Y (plots/summary_improvement.png)."]
-    plot_improvement(matrix["p"], folder / "summary_improvement.png",
+              f"says X improves on Y (plots/summary_improvement{tag}.png)."]
+    plot_improvement(matrix["p"], folder / f"summary_improvement{tag}.png",
                      f"P(row > column) over {len(scores.index)} streams")
     return lines
 
 
-def _rank_section(scores, folder) -> list[str]:
+def _rank_section(scores, folder, tag="", level=2) -> list[str]:
     ranks, test = mean_ranks(scores), friedman(scores)
     per_stream = scores.rank(axis=1, ascending=False, method="average")
-    lines = ["", "## Ranks over streams", "",
+    lines = ["", "#" * level + " Ranks over streams", "",
              "| method | mean rank | " + " | ".join(scores.index) + " |",
              "|---|---|" + "---|" * len(scores.index)]
     for entry, rank in ranks.items():
@@ -185,8 +214,8 @@ def _rank_section(scores, folder) -> list[str]:
     if critical_difference_separates(k, n):
         lines += ["", f"Nemenyi critical difference at 0.05: {cd:.2f} mean ranks: two "
                       "methods whose mean ranks differ by less are not distinguished "
-                      "(plots/summary_ranks.png)."]
-        plot_ranks(ranks, cd, folder / "summary_ranks.png",
+                      f"(plots/summary_ranks{tag}.png)."]
+        plot_ranks(ranks, cd, folder / f"summary_ranks{tag}.png",
                    f"mean rank over {n} streams (bar: Nemenyi CD at 0.05)")
     else:
         lines += ["", f"No Nemenyi diagram: with {k} methods on {n} streams the critical "

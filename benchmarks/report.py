@@ -37,7 +37,8 @@ the folder's report with fewer rows than it had):
   probability that it improves on each other, with 95% stratified-bootstrap intervals; then
   the mean ranks over streams, the Friedman test (with a permutation p-value) and the Nemenyi
   critical difference (its diagram only when it can separate a pair); figures
-  ``plots/summary_iqm.png``, ``plots/summary_improvement.png`` (``plots/summary_ranks.png``).
+  ``plots/summary_iqm.png``, ``plots/summary_improvement.png`` (``plots/summary_ranks.png``);
+  with both label modes, the same for each mode's streams on their own.
   A method enters with one configuration: its tuned one (``tuning`` names the budget) or its
   config; only those present on every stream are compared. A folder run from a
   ``tuned.yaml`` adds how each configuration was chosen (benchmarks/studies.py).
@@ -291,7 +292,8 @@ def summary(board: pd.DataFrame, folder: Path, seeds: pd.DataFrame) -> str:
                  "seed"]].assign(value=[
                      row.get(f"avg_{SESSION_METRIC.get(row['label_mode'])}")
                      for _, row in done.iterrows()])
-    return aggregates.summary(scores, left_out, runs, folder)
+    modes = dict(zip(board["stream"], board["label_mode"]))
+    return aggregates.summary(scores, left_out, runs, folder, modes)
 
 
 def plot(records: list[dict], board: pd.DataFrame, folder: Path,

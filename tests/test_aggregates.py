@@ -233,6 +233,39 @@ def test_the_sensitivity_reads_kaiming_runs_made_on_some_streams_only(tmp_path):
            "and with head_init=kaiming, over 2 streams: 0.33 [0.33, 0.33]" in text
 
 
+def test_methods_of_one_label_mode_are_ranked_on_their_modes_streams(tmp_path):
+    """rebll (multi-label) and icarl (single-label) miss half the streams: left out of the
+    overall comparison, each is ranked on its own mode's streams; one mode adds nothing."""
+    values = {(m, s): [base, base] for s in ("m1", "m2", "s1", "s2")
+              for m, base in (("finetune", 0), ("joint", 10), ("replay", 2))}
+    values.update({("rebll", "m1"): [5, 5], ("rebll", "m2"): [5, 5],
+                   ("icarl", "s1"): [8, 8], ("icarl", "s2"): [8, 8]})
+    runs = runs_table(values)
+    modes = {"m1": "multi", "m2": "multi", "s1": "single", "s2": "single"}
+    text = aggregates.summary(scores_of(runs).dropna(axis=1), ["icarl", "rebll"], runs,
+                              tmp_path, modes)
+    overall, multi, single = text.split("\n## The ")
+    assert "| rebll |" not in overall and "| icarl |" not in overall
+    assert overall.endswith("Not compared (missing on some stream): icarl, rebll.\n")
+    assert multi.startswith("multi-label streams on their own\n\nThe 2 multi-label streams, "
+                            "with every method that ran on all of them (4)")
+    assert "### Interquartile mean across streams and seeds" in multi
+    assert "| rebll | 0.500 | [0.500, 0.500] | 2 | 4 |" in multi and "icarl" not in multi
+    assert "| icarl | 0.800 | [0.800, 0.800] | 2 | 4 |" in single and "rebll" not in single
+    assert {"summary_iqm_multi.png", "summary_improvement_single.png"} <= {
+        p.name for p in tmp_path.iterdir()}
+    one = {stream: "multi" for stream in modes}
+    (tmp_path / "one").mkdir()
+    alone = aggregates.summary(scores_of(runs).dropna(axis=1), [], runs, tmp_path / "one", one)
+    assert "streams on their own" not in alone
+    single_stream = {"m1": "multi", "s1": "single"}  # one stream per mode: nothing to add
+    runs = runs[runs["stream"].isin(single_stream)]
+    (tmp_path / "two").mkdir()
+    text = aggregates.summary(scores_of(runs).dropna(axis=1), [], runs, tmp_path / "two",
+                              single_stream)
+    assert "streams on their own" not in text
+
+
 # --- head initialisation ----------------------------------------------------------------------
 # transcribed from G-U-N/PyCIL, convs/linears.py (commit 87cc411), SimpleLinear.reset_parameters
 def pycil_reset_parameters(self):
