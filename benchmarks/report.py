@@ -322,12 +322,13 @@ def plot(records: list[dict], board: pd.DataFrame, folder: Path,
 
 
 def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
-           methods: Iterable[str] = ()) -> list[Path]:
+           methods: Iterable[str] = (), rendered_by: Optional[str] = None) -> list[Path]:
     """Write leaderboard.csv, leaderboard.md, paired.csv, per_seed.csv, per_class.csv,
     summary.md, plots/, leaderboard.tex and report.html from every record of
     ``out/records``, each atomically; the baseline is chosen and recorded by
     :func:`benchmarks.baseline.choose` (``methods``: the grid's, in --methods order, for its
-    fallback)."""
+    fallback). Rows are stale against ``current``; ``rendered_by``, the rendering code's
+    version when it is another, is named in leaderboard.md and summary.md."""
     out = Path(out)
     records = list(Store(out).load_all().values())
     seeds = per_seed(records, current)
@@ -336,14 +337,18 @@ def render(out, current: Optional[str] = None, baseline: Optional[str] = None,
     pairs = paired(seeds, baseline)
     paths = [out / name for name in ("leaderboard.csv", "leaderboard.md", "paired.csv",
                                      "per_seed.csv", "per_class.csv")]
-    for path, text in zip(paths, (board.to_csv(index=False), markdown(board, pairs),
+    against = (f"\n\nRendered by code {rendered_by}; † and the stale column compare the "
+               f"records with {current} (benchmarks.report --against).\n"
+               if rendered_by and rendered_by != current else "")
+    for path, text in zip(paths, (board.to_csv(index=False), markdown(board, pairs) + against,
                                   pairs.to_csv(index=False), seeds.to_csv(index=False),
                                   class_table(final_per_class(records)).to_csv(index=False))):
         write_text(path, text)
-    text = plot(records, board, out / "plots", baseline) + studies.section(out)
+    text = plot(records, board, out / "plots", baseline) + studies.section(out) + against
     write_text(out / "summary.md", text)
     write_text(out / "leaderboard.tex", latex(board, pairs, SESSION_METRIC))
-    write_text(out / "report.html", page(out, board, pairs, seeds, text, SESSION_METRIC, current))
+    write_text(out / "report.html", page(out, board, pairs, seeds, text, SESSION_METRIC,
+                                             rendered_by or current))
     return [*paths, out / "summary.md", out / "plots", baselines.record(out, baseline),
             out / "leaderboard.tex", out / "report.html"]
 
@@ -386,20 +391,32 @@ def main(argv=None) -> int:
                              "(recorded in the folder); default: the folder's recorded "
                              f"baseline, else {baselines.DEFAULT} when present, else the "
                              "first method alphabetically")
+    parser.add_argument("--against", metavar="VERSION",
+                        help="flag rows stale against this code version, one the records "
+                             "carry (a published folder's, re-rendered by newer report "
+                             "code), instead of the checkout's; both are named in "
+                             "leaderboard.md and summary.md")
     args = parser.parse_args(argv)
     if not (Path(args.dir) / "records").is_dir():
         return _error(f"{args.dir} holds no records/ folder; expected a results folder "
                       "written by python -m benchmarks.run")
+    records = list(Store(args.dir).load_all().values())
+    versions = sorted({str(r.get("code_version")) for r in records})
+    if args.against is not None and args.against not in versions:
+        return _error(f"--against {args.against}: no record of {args.dir} carries that code "
+                      "version; accepted: " + ", ".join(versions))
     if args.baseline:
         try:
             method = baselines.parse(args.baseline).method
         except baselines.BaselineError as exc:
             return _error(str(exc))
-        present = sorted({r["spec"]["method"] for r in Store(args.dir).load_all().values()})
+        present = sorted({r["spec"]["method"] for r in records})
         if method not in present:
             return _error(f"--baseline {args.baseline}: {method} has no cells in {args.dir}; "
                           "accepted: " + ", ".join(present))
-    print(" ".join(str(p) for p in render(args.dir, code_version(), args.baseline)))
+    here = code_version()
+    print(" ".join(str(p) for p in render(args.dir, args.against or here, args.baseline,
+                                          rendered_by=here)))
     return 0
 
 

@@ -101,6 +101,14 @@ def test_render_writes_csvs_markdown_and_plots_and_the_cli_rerenders(tmp_path, c
     again = pd.read_csv(tmp_path / "leaderboard.csv")
     pd.testing.assert_frame_equal(again.drop(columns="stale"), csv.drop(columns="stale"))
     assert again["stale"].all()  # against the checkout's code version, "v1" is other code
+    assert report.main([str(tmp_path), "--against", "v1"]) == 0  # a published folder's version
+    assert pd.read_csv(tmp_path / "leaderboard.csv")["stale"].tolist() == csv["stale"].tolist()
+    assert "the stale column compare the records with v1 (benchmarks.report --against)" in \
+        (tmp_path / "leaderboard.md").read_text()
+    capsys.readouterr()
+    assert report.main([str(tmp_path), "--against", "v9"]) == 2
+    assert capsys.readouterr().err == (f"error: --against v9: no record of {tmp_path} carries "
+                                       "that code version; accepted: v0, v1\n")
     assert report.main([str(tmp_path / "nothing")]) == 2
     assert "holds no records/" in capsys.readouterr().err
 
