@@ -132,8 +132,8 @@ def _mode_sections(every, modes: dict, folder) -> list[str]:
     """With streams of two label modes (``multi``, ``single``): per mode with two streams or
     more, the comparison of every entry that ran on all of that mode's streams (methods of
     one label mode are ranked there)."""
-    lines = []
-    for mode in sorted(set(modes.values())) if len(set(modes.values())) > 1 else []:
+    kinds, lines = sorted(set(modes.values())), []
+    for mode in kinds if len(kinds) > 1 else []:
         mine = every[every["stream"].map(modes) == mode]
         scores = mine.groupby(["stream", "entry"])["value"].mean().unstack().dropna(axis=1)
         if scores.shape[0] < 2 or scores.shape[1] < 2:
