@@ -12,7 +12,8 @@ entries present on every stream are compared.
    scores stand, and the text says so.
 2. Across streams and seeds: each entry's interquartile mean (IQM) with its 95%
    stratified-bootstrap interval, and the probability that each entry improves on each other,
-   with intervals (benchmarks/stats.py; figures ``plots/summary_iqm.png`` and
+   with intervals, and the pairs whose interval contains 0.5 (not separated)
+   (benchmarks/stats.py; figures ``plots/summary_iqm.png`` and
    ``plots/summary_improvement.png``).
 3. Ranks of the mean headline per stream, the Friedman test (asymptotic and permutation
    p-values) and the Nemenyi critical difference with its diagram
@@ -184,10 +185,25 @@ def _improvement_section(runs, scores, order, folder, tag="", level=2) -> list[s
     lines += ["", "P(X > Y): the probability that a run of X scores higher than a run of Y on "
               "the same stream, ties counted half, averaged over streams, with its 95% "
               "stratified-bootstrap interval; 0.5 is a coin toss, and an interval above 0.5 "
-              f"says X improves on Y (plots/summary_improvement{tag}.png)."]
+              f"says X improves on Y (plots/summary_improvement{tag}.png).", "",
+              _separation(matrix, order)]
     plot_improvement(matrix["p"], folder / f"summary_improvement{tag}.png",
                      f"P(row > column) over {len(scores.index)} streams")
     return lines
+
+
+def _separation(matrix: dict, order: list) -> str:
+    """Which pairs the suite separates: those whose P(X > Y) interval excludes 0.5."""
+    pairs = [(x, y) for i, x in enumerate(order) for y in order[i + 1:]]
+    tied = [(x, y) for x, y in pairs
+            if matrix["low"].loc[x, y] <= 0.5 <= matrix["high"].loc[x, y]]
+    if not tied:
+        return f"Separated: all {len(pairs)} pairs (no interval contains 0.5)."
+    return (f"Separated: {len(pairs) - len(tied)} of {len(pairs)} pairs; not separated "
+            "(the interval contains 0.5): " + "; ".join(
+                f"{x} vs {y} {matrix['p'].loc[x, y]:.2f} "
+                f"{_interval(matrix['low'].loc[x, y], matrix['high'].loc[x, y], 2)}"
+                for x, y in tied) + ".")
 
 
 def _rank_section(scores, folder, tag="", level=2) -> list[str]:

@@ -186,10 +186,27 @@ def test_summary_leads_with_iqm_and_improvement_and_omits_a_useless_cd(tmp_path)
     assert "| replay | 0.500 | [0.450, 0.550] | 2 | 4 |" in text  # (6.5-1.5)/10 +- 0.5/10
     assert "| P(row > column) | joint | replay | finetune |" in text  # in IQM order
     assert "| replay | 0.00 [0.00, 0.00] | – | 1.00 [1.00, 1.00] |" in text
+    assert "Separated: all 3 pairs (no interval contains 0.5)." in text
     assert "No Nemenyi diagram: with 3 methods on 2 streams the critical difference is 2.34" \
         in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary_improvement.png",
                                                           "summary_iqm.png"]
+
+
+def test_summary_names_the_pairs_it_cannot_separate(tmp_path):
+    runs = runs_table({**{(m, s): [base + 1, base + 2] for s in ("s1", "s2")
+                          for m, base in (("finetune", 0), ("joint", 10), ("replay", 5))},
+                       ("twin", "s1"): [6.2, 7.0], ("twin", "s2"): [6.2, 7.0]})
+    text = aggregates.summary(scores_of(runs), [], runs, tmp_path)
+    line = next(line for line in text.splitlines() if line.startswith("Separated"))
+    # twin (6.2, 7.0) against replay (6, 7) per stream: 1 + 0 + 1 + 1/2 of 4 pairs = 0.625;
+    # with 2 runs a stream, resamples that draw replay's 7 twice or twin's 6.2 twice move it
+    # to either side of 0.5
+    prefix = "Separated: 5 of 6 pairs; not separated (the interval contains 0.5): twin vs " \
+        "replay 0.62 ["
+    assert line.startswith(prefix) and line.endswith("].")
+    low, high = map(float, line[len(prefix):-2].split(", "))
+    assert low < 0.5 < high
 
 
 def test_summary_draws_the_cd_diagram_when_it_can_separate(tmp_path):
