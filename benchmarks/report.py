@@ -78,7 +78,8 @@ GROUPS = ("head", "medium", "tail")
 ROW = ["stream", "method", "config", "threads"]
 # Where a method meets its baseline in a paired comparison: the same stream, threads, and
 # training config; or, for tuned cells (each method at its own tuned learning rate), the same
-# tuning (a tuned method meets the baseline tuned with the same budget).
+# tuning and the same other training flags (a tuned method meets the baseline tuned with the
+# same budget and run with the same head).
 PAIRED_ON = ["stream", "paired_config", "threads"]
 # The columns of per_seed.csv before the summary metrics.
 CELL = ["id", *ROW, "hparams_config", "train_config", "paired_config", "seed", "tuning",
@@ -96,6 +97,16 @@ def config_label(spec: dict) -> str:
     return ", ".join(filter(None, [_items(spec["hparams"]), _items(spec["train"])]))
 
 
+def _paired_config(spec: dict) -> str:
+    """Where a cell meets its baseline (``PAIRED_ON``): its training config; for a tuned
+    cell, its tuning and the training flags the tuning did not choose (all but the learning
+    rate, benchmarks/tune.py), so that a ``head_init=kaiming`` run meets the baseline's."""
+    if not spec.get("tuning"):
+        return _items(spec["train"])
+    fixed = _items({k: v for k, v in spec["train"].items() if k != "lr"})
+    return f"tuned: {spec['tuning']}" + (f", {fixed}" if fixed else "")
+
+
 def per_seed(records: list[dict], current: Optional[str] = None) -> pd.DataFrame:
     """One row per record: identity, status, code version (``stale`` when it is not the
     version the current suite ``current`` and the record's method file give), wall time and
@@ -111,8 +122,7 @@ def per_seed(records: list[dict], current: Optional[str] = None) -> pd.DataFrame
                      "hparams_config": _items(spec["hparams"]),
                      "train_config": _items(spec["train"]), "seed": spec["seed"],
                      "tuning": spec.get("tuning", ""), "suite": spec.get("suite", ""),
-                     "paired_config": (f"tuned: {spec['tuning']}" if spec.get("tuning")
-                                       else _items(spec["train"])),
+                     "paired_config": _paired_config(spec),
                      "label_mode": (record.get("stream") or {}).get("label_mode"),
                      "pretrained": bool(record.get("pretrained")),
                      "status": record["status"], "error": record.get("error"),

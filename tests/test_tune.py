@@ -386,6 +386,13 @@ def test_tuned_rows_are_paired_with_the_baseline_tuned_alike(tmp_path, spaced):
     # each method has its own tuned configuration, yet spaced meets the tuned replay
     assert set(pairs["method"]) == {"spaced"} and set(pairs["n_pairs"]) == {5}
     assert set(pairs["paired_config"]) == {"tuned: valid halving 2"}
+    # the same tuned configurations with another head meet the baseline with that head only
+    assert run(["--config", str(tmp_path / "tune" / "tuned.yaml"), "--head-init", "kaiming",
+                "--out", str(tmp_path / "test")], cell=fake_cell.run_cell) == 0
+    pairs = pd.read_csv(tmp_path / "test" / "paired.csv")
+    assert set(pairs["n_pairs"]) == {5}
+    assert set(pairs["paired_config"]) == {"tuned: valid halving 2",
+                                           "tuned: valid halving 2, head_init=kaiming"}
     # a baseline tuned with hyperparameters of its own (not only a learning rate) pairs too
     assert run(["--config", str(tmp_path / "tune" / "tuned.yaml"), "--out",
                 str(tmp_path / "test"), "--baseline", "spaced"], cell=fake_cell.run_cell) == 0
