@@ -98,19 +98,27 @@ def _interval(low: float, high: float, digits: int) -> str:
     return "–" if np.isnan(low) else f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def summary(scores: pd.DataFrame, left_out: list[str], runs: pd.DataFrame,
-            folder: Path, modes: Optional[dict] = None) -> str:
-    """summary.md's text (and its figures, into ``folder``): ``scores`` the streams x entries
-    table of mean headlines (entries on every stream), ``left_out`` the other entries,
-    ``runs`` one done cell per row (stream, method, tuning, config, hparams_config,
-    train_config, seed, value: its headline); ``modes`` maps each stream to its label mode:
-    with two modes, each mode's streams are compared again on their own (5.)."""
+def stream_table(every: pd.DataFrame) -> pd.DataFrame:
+    """Streams x entries: each entry's mean headline over its seeds (NaN where it did not
+    run), from a :func:`run_table`."""
+    return every.groupby(["stream", "entry"])["value"].mean().unstack()
+
+
+def summary(runs: pd.DataFrame, folder: Path, modes: Optional[dict] = None) -> str:
+    """summary.md's text (and its figures, into ``folder``): ``runs`` one done cell per row
+    (stream, method, tuning, config, hparams_config, train_config, seed, value: its
+    headline); the entries on every stream are compared, the others named. ``modes`` maps
+    each stream to its label mode: with two modes, each mode's streams are compared again on
+    their own (5.)."""
     lines = ["# Which method wins overall", ""]
+    every = run_table(runs)  # the sensitivity also reads entries run on some streams only
+    means = stream_table(every)
+    scores = means.dropna(axis=1)
     if scores.empty or scores.shape[1] < 2:
         return "\n".join(lines + ["Fewer than two methods ran on every stream: nothing to "
                                   "rank.", ""])
-    every = run_table(runs)  # the sensitivity also reads entries run on some streams only
     lines += _comparison(scores, every, folder)
+    left_out = sorted(set(means.columns) - set(scores.columns))
     if left_out:
         lines += ["", "Not compared (missing on some stream): " + ", ".join(left_out) + "."]
     lines += _sensitivity_section(every)
@@ -136,7 +144,7 @@ def _mode_sections(every, modes: dict, folder) -> list[str]:
     kinds, lines = sorted(set(modes.values())), []
     for mode in kinds if len(kinds) > 1 else []:
         mine = every[every["stream"].map(modes) == mode]
-        scores = mine.groupby(["stream", "entry"])["value"].mean().unstack().dropna(axis=1)
+        scores = stream_table(mine).dropna(axis=1)
         if scores.shape[0] < 2 or scores.shape[1] < 2:
             continue
         lines += ["", f"## The {mode}-label streams on their own", "",

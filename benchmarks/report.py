@@ -64,7 +64,6 @@ import pandas as pd
 
 from benchmarks import aggregates, studies, tables
 from benchmarks import baseline as baselines
-from benchmarks.aggregates import entry_name
 from benchmarks.html_report import page
 from benchmarks.latex import latex
 from benchmarks.plots import plot_stream
@@ -275,35 +274,16 @@ def class_table(per_class: pd.DataFrame) -> pd.DataFrame:
     return per_class.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
 
 
-def stream_scores(board: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Streams x entries table of the mean headline (an entry: a method with its tuning, or
-    its config when untuned; see benchmarks/aggregates.py); and the entries left out for
-    missing a stream."""
-    if board.empty:
-        return pd.DataFrame(), []
-    key = [entry_name(row["method"], row["tuning"], row["config"])
-           for _, row in board.iterrows()]
-    value = [row.get(f"avg_{SESSION_METRIC[row['label_mode']]}_mean")
-             for _, row in board.iterrows()]
-    table = pd.DataFrame({"stream": board["stream"], "entry": key, "value": value})
-    scores = table.drop_duplicates(["stream", "entry"]).pivot(index="stream", columns="entry",
-                                                              values="value")
-    complete = scores.dropna(axis=1)
-    return complete, sorted(set(scores.columns) - set(complete.columns))
-
-
-def summary(board: pd.DataFrame, folder: Path, seeds: pd.DataFrame) -> str:
+def summary(folder: Path, seeds: pd.DataFrame) -> str:
     """summary.md's text (benchmarks/aggregates.py: IQM and probability of improvement with
     intervals, ranks, Friedman, Nemenyi CD, head-init sensitivity) and its figures, from the
-    leaderboard and the per-seed table (of the same records)."""
-    scores, left_out = stream_scores(board)
+    per-seed table: each done cell's headline."""
     done = seeds[seeds["status"] == "done"]
     runs = done[["stream", "method", "tuning", "config", "hparams_config", "train_config",
                  "seed"]].assign(value=[
                      row.get(f"avg_{SESSION_METRIC.get(row['label_mode'])}")
                      for _, row in done.iterrows()])
-    modes = dict(zip(board["stream"], board["label_mode"]))
-    return aggregates.summary(scores, left_out, runs, folder, modes)
+    return aggregates.summary(runs, folder, dict(zip(done["stream"], done["label_mode"])))
 
 
 def plot(records: list[dict], board: pd.DataFrame, folder: Path,
@@ -318,7 +298,7 @@ def plot(records: list[dict], board: pd.DataFrame, folder: Path,
             plot_stream(stream, SESSION_METRIC[rows["label_mode"].iloc[0]], rows,
                         table[table["stream"] == stream],
                         per_class[per_class["stream"] == stream], fresh, baseline)
-        text = summary(board, fresh, per_seed(records))
+        text = summary(fresh, per_seed(records))
         fresh.chmod(0o777 & ~umask())
         old = folder.with_name(f".{folder.name}.old")
         shutil.rmtree(old, ignore_errors=True)

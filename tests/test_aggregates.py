@@ -151,17 +151,12 @@ def runs_table(values: dict, config: str = "") -> pd.DataFrame:
                          for (m, s), runs in values.items() for seed, v in enumerate(runs)])
 
 
-def scores_of(runs: pd.DataFrame) -> pd.DataFrame:
-    runs = aggregates.run_table(runs)
-    return runs.groupby(["stream", "entry"])["value"].mean().unstack()
-
-
 def test_scores_are_normalised_by_finetune_and_joint_per_stream():
     runs = runs_table({("finetune", "s1"): [10, 20], ("joint", "s1"): [50, 70],
                        ("replay", "s1"): [40, 45], ("finetune", "s2"): [0, 0],
                        ("joint", "s2"): [10, 10], ("replay", "s2"): [5, 2]})
-    scores = scores_of(runs)
     table = aggregates.run_table(runs)
+    scores = aggregates.stream_table(table)
     methods = table.drop_duplicates("entry").set_index("entry")["method"]
     normalised, text, unit = aggregates.normalise(scores, table, methods)
     replay = normalised[normalised["method"] == "replay"].set_index(["stream", "seed"])["value"]
@@ -179,7 +174,7 @@ def test_scores_are_normalised_by_finetune_and_joint_per_stream():
 def test_summary_leads_with_iqm_and_improvement_and_omits_a_useless_cd(tmp_path):
     runs = runs_table({(m, s): [base + 1, base + 2] for s in ("s1", "s2")
                        for m, base in (("finetune", 0), ("joint", 10), ("replay", 5))})
-    text = aggregates.summary(scores_of(runs), [], runs, tmp_path)
+    text = aggregates.summary(runs, tmp_path)
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings[:3] == ["## Interquartile mean across streams and seeds",
                             "## Probability of improvement", "## Ranks over streams"]
@@ -197,7 +192,7 @@ def test_summary_names_the_pairs_it_cannot_separate(tmp_path):
     runs = runs_table({**{(m, s): [base + 1, base + 2] for s in ("s1", "s2")
                           for m, base in (("finetune", 0), ("joint", 10), ("replay", 5))},
                        ("twin", "s1"): [6.2, 7.0], ("twin", "s2"): [6.2, 7.0]})
-    text = aggregates.summary(scores_of(runs), [], runs, tmp_path)
+    text = aggregates.summary(runs, tmp_path)
     line = next(line for line in text.splitlines() if line.startswith("Separated"))
     # twin (6.2, 7.0) against replay (6, 7) per stream: 1 + 0 + 1 + 1/2 of 4 pairs = 0.625;
     # with 2 runs a stream, resamples that draw replay's 7 twice or twin's 6.2 twice move it
@@ -213,7 +208,7 @@ def test_summary_draws_the_cd_diagram_when_it_can_separate(tmp_path):
     streams = [f"s{i}" for i in range(10)]
     runs = runs_table({(m, s): [base, base + 1] for s in streams
                        for m, base in (("a", 1), ("b", 2), ("c", 3))})
-    text = aggregates.summary(scores_of(runs), [], runs, tmp_path)
+    text = aggregates.summary(runs, tmp_path)
     assert "Nemenyi critical difference at 0.05: 1.05" in text
     assert "Raw headline scores (%)" in text  # no finetune / joint here
     assert (tmp_path / "summary_ranks.png").read_bytes()[:4] == b"\x89PNG"
@@ -226,7 +221,7 @@ def test_summary_reports_the_ranking_change_under_kaiming_heads(tmp_path):
                           for m, base in (("a", 1), ("b", 3), ("c", 2))},
                          config="head_init=kaiming")
     runs = pd.concat([linear, kaiming], ignore_index=True)
-    text = aggregates.summary(scores_of(runs), [], runs, tmp_path)
+    text = aggregates.summary(runs, tmp_path)
     assert "| c (head_init=kaiming) |" in text  # its own entry in the aggregates
     # a < b < c against a < c < b: 2 concordant, 1 discordant -> tau 1/3
     assert "Kendall's tau between the rankings of 3 methods (a, b, c) with the default head " \
@@ -243,8 +238,7 @@ def test_the_sensitivity_reads_kaiming_runs_made_on_some_streams_only(tmp_path):
                           for m, base in (("a", 1), ("b", 3), ("c", 2))},
                          config="head_init=kaiming")
     runs = pd.concat([linear, kaiming], ignore_index=True)
-    complete = scores_of(runs).dropna(axis=1)  # what the report passes: entries on every stream
-    text = aggregates.summary(complete, [], runs, tmp_path)
+    text = aggregates.summary(runs, tmp_path)
     assert "| c (head_init=kaiming) |" not in text
     assert "Kendall's tau between the rankings of 3 methods (a, b, c) with the default head " \
            "and with head_init=kaiming, over 2 streams: 0.33 [0.33, 0.33]" in text
@@ -262,11 +256,11 @@ def test_methods_of_one_label_mode_are_ranked_on_their_modes_streams(tmp_path):
                          config="head_init=kaiming")
     runs = pd.concat([runs_table(values), kaiming], ignore_index=True)
     modes = {"m1": "multi", "m2": "multi", "s1": "single", "s2": "single"}
-    text = aggregates.summary(scores_of(runs).dropna(axis=1), ["icarl", "rebll"], runs,
-                              tmp_path, modes)
+    text = aggregates.summary(runs, tmp_path, modes)
     overall, multi, single = text.split("\n## The ")
     assert "| rebll |" not in overall and "| icarl |" not in overall
-    assert "Not compared (missing on some stream): icarl, rebll." in overall
+    assert "Not compared (missing on some stream): finetune (head_init=kaiming), icarl, " \
+        "joint (head_init=kaiming), rebll, replay (head_init=kaiming)." in overall
     assert multi.startswith("multi-label streams on their own\n\nThe 2 multi-label streams, "
                             "with every method that ran on all of them (4)")
     assert "### Interquartile mean across streams and seeds" in multi
@@ -278,13 +272,12 @@ def test_methods_of_one_label_mode_are_ranked_on_their_modes_streams(tmp_path):
         p.name for p in tmp_path.iterdir()}
     one = {stream: "multi" for stream in modes}
     (tmp_path / "one").mkdir()
-    alone = aggregates.summary(scores_of(runs).dropna(axis=1), [], runs, tmp_path / "one", one)
+    alone = aggregates.summary(runs, tmp_path / "one", one)
     assert "streams on their own" not in alone
     single_stream = {"m1": "multi", "s1": "single"}  # one stream per mode: nothing to add
     runs = runs[runs["stream"].isin(single_stream)]
     (tmp_path / "two").mkdir()
-    text = aggregates.summary(scores_of(runs).dropna(axis=1), [], runs, tmp_path / "two",
-                              single_stream)
+    text = aggregates.summary(runs, tmp_path / "two", single_stream)
     assert "streams on their own" not in text
 
 
