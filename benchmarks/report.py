@@ -67,6 +67,7 @@ from benchmarks import baseline as baselines
 from benchmarks.html_report import page
 from benchmarks.latex import latex
 from benchmarks.plots import plot_stream
+from benchmarks.runner.grid import TUNED_KEYS
 from benchmarks.runner.store import Store, umask, write_text
 from benchmarks.runner.version import cell_version, code_version
 from benchmarks.stats import ci95, paired_differences
@@ -98,11 +99,11 @@ def config_label(spec: dict) -> str:
 
 def _paired_config(spec: dict) -> str:
     """Where a cell meets its baseline (``PAIRED_ON``): its training config; for a tuned
-    cell, its tuning and the training flags the tuning did not choose (all but the learning
-    rate, benchmarks/tune.py), so that a ``head_init=kaiming`` run meets the baseline's."""
+    cell, its tuning and the training flags its tuned.yaml entry does not set (``TUNED_KEYS``:
+    all but the learning rate), so that a ``head_init=kaiming`` run meets the baseline's."""
     if not spec.get("tuning"):
         return _items(spec["train"])
-    fixed = _items({k: v for k, v in spec["train"].items() if k != "lr"})
+    fixed = _items({k: v for k, v in spec["train"].items() if k not in TUNED_KEYS})
     return f"tuned: {spec['tuning']}" + (f", {fixed}" if fixed else "")
 
 
